@@ -1,0 +1,1 @@
+"""roster-auth: users and authentication."""

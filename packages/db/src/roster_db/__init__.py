@@ -1,0 +1,34 @@
+"""roster-db: the shared data layer."""
+
+from roster_db.base import NAMING_CONVENTION, Base, SQLModelBase, mapper_registry, metadata
+from roster_db.dependencies import SessionDep, get_session
+from roster_db.errors import (
+    SQLState,
+    constraint_name_of,
+    is_check_violation,
+    is_database_unavailable,
+    is_foreign_key_violation,
+    is_unique_violation,
+    sqlstate_of,
+)
+from roster_db.session import create_engine, create_sessionmaker, session_scope
+
+__all__ = [
+    "NAMING_CONVENTION",
+    "Base",
+    "SQLModelBase",
+    "SQLState",
+    "SessionDep",
+    "constraint_name_of",
+    "create_engine",
+    "create_sessionmaker",
+    "get_session",
+    "is_check_violation",
+    "is_database_unavailable",
+    "is_foreign_key_violation",
+    "is_unique_violation",
+    "mapper_registry",
+    "metadata",
+    "session_scope",
+    "sqlstate_of",
+]

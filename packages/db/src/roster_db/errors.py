@@ -1,0 +1,93 @@
+"""Database errors in the terms upper layers answer with: conflict (409), missing (404),
+unavailable (503). Classified by SQLSTATE, never by driver exception class."""
+
+import enum
+from collections.abc import Iterator
+from typing import Final
+
+from sqlalchemy import exc as sa_exc
+
+
+class SQLState(enum.StrEnum):
+    """The SQLSTATE codes we act on (PostgreSQL appendix A)."""
+
+    UNIQUE_VIOLATION = "23505"
+    FOREIGN_KEY_VIOLATION = "23503"
+    CHECK_VIOLATION = "23514"
+    NOT_NULL_VIOLATION = "23502"
+
+
+# Class 08 (connection exception), 57P01-57P03 (shutdown, cannot connect now), 53300 (too many
+# connections): the server is not there for us right now; retrying later may work.
+_UNAVAILABLE_CLASSES: Final = ("08",)
+_UNAVAILABLE_CODES: Final = frozenset({"57P01", "57P02", "57P03", "53300"})
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """The error and what it wraps: SQLAlchemy's `.orig`, then `__cause__`/`__context__`."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [error]
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        for inner in (getattr(current, "orig", None), current.__cause__, current.__context__):
+            if isinstance(inner, BaseException):
+                pending.append(inner)
+
+
+def sqlstate_of(error: BaseException) -> str | None:
+    """The SQLSTATE carried by a database error, whichever layer wrapped it."""
+    for current in _chain(error):
+        for attribute in ("sqlstate", "pgcode"):
+            code = getattr(current, attribute, None)
+            if isinstance(code, str) and code:
+                return code
+    return None
+
+
+def constraint_name_of(error: BaseException) -> str | None:
+    """The name of the violated constraint, when the server reported one."""
+    for current in _chain(error):
+        name = getattr(current, "constraint_name", None)
+        if isinstance(name, str) and name:
+            return name
+    return None
+
+
+def is_unique_violation(error: BaseException) -> bool:
+    return sqlstate_of(error) == SQLState.UNIQUE_VIOLATION
+
+
+def is_foreign_key_violation(error: BaseException) -> bool:
+    return sqlstate_of(error) == SQLState.FOREIGN_KEY_VIOLATION
+
+
+def is_check_violation(error: BaseException) -> bool:
+    return sqlstate_of(error) == SQLState.CHECK_VIOLATION
+
+
+def is_database_unavailable(error: BaseException) -> bool:
+    """True when the database could not be reached or gave up on us, rather than refusing a
+    statement: refused connections, DNS failures, timeouts, an exhausted pool, a server that
+    shuts down. These surface as `OSError`/`TimeoutError` from the driver as well as
+    SQLAlchemy errors."""
+    code = sqlstate_of(error)
+    if code is not None:
+        return code.startswith(_UNAVAILABLE_CLASSES) or code in _UNAVAILABLE_CODES
+    for current in _chain(error):
+        if isinstance(current, sa_exc.TimeoutError):  # the pool had no connection for us
+            return True
+        if isinstance(current, sa_exc.DBAPIError) and current.connection_invalidated:
+            return True
+        # OSError covers ConnectionRefusedError and socket.gaierror; TimeoutError also
+        # stands for asyncio's on 3.11+.
+        if isinstance(current, OSError | TimeoutError):
+            return True
+        # asyncpg's "connection was closed" errors carry no SQLSTATE and come wrapped as
+        # InterfaceError.
+        if isinstance(current, sa_exc.InterfaceError):
+            return True
+    return False

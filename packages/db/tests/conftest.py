@@ -1,0 +1,1 @@
+pytest_plugins = ["roster_db.testing"]

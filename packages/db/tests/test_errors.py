@@ -1,0 +1,120 @@
+"""Database errors are classified from real violations and real connection failures."""
+
+import socket
+import uuid
+
+import pytest
+from sqlalchemy import CheckConstraint, Column, ForeignKey, Integer, MetaData, String, Table, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from roster_db import (
+    constraint_name_of,
+    create_engine,
+    is_check_violation,
+    is_database_unavailable,
+    is_foreign_key_violation,
+    is_unique_violation,
+    sqlstate_of,
+)
+from roster_db.base import NAMING_CONVENTION
+
+_metadata = MetaData(naming_convention=NAMING_CONVENTION)
+parent = Table("err_parent", _metadata, Column("id", Integer, primary_key=True))
+child = Table(
+    "err_child",
+    _metadata,
+    Column("id", Integer, primary_key=True),
+    Column("code", String(20), unique=True),
+    Column("size", Integer, CheckConstraint("size > 0", name="positive_size")),
+    Column("parent_id", Integer, ForeignKey("err_parent.id")),
+)
+
+
+async def _violation(connection: AsyncConnection, statement: str) -> IntegrityError:
+    await connection.run_sync(_metadata.create_all)
+    await connection.execute(text("INSERT INTO err_parent (id) VALUES (1)"))
+    await connection.execute(text("INSERT INTO err_child (id, code, size) VALUES (1, 'a', 1)"))
+    savepoint = await connection.begin_nested()
+    with pytest.raises(IntegrityError) as caught:
+        await connection.execute(text(statement))
+    await savepoint.rollback()
+    return caught.value
+
+
+async def test_unique_violation_is_recognised(db_connection: AsyncConnection) -> None:
+    error = await _violation(db_connection, "INSERT INTO err_child (id, code) VALUES (2, 'a')")
+    assert sqlstate_of(error) == "23505"
+    assert is_unique_violation(error)
+    assert not is_foreign_key_violation(error)
+    assert not is_database_unavailable(error)
+    assert constraint_name_of(error) == "uq_err_child_code"
+
+
+async def test_foreign_key_violation_is_recognised(db_connection: AsyncConnection) -> None:
+    error = await _violation(db_connection, "INSERT INTO err_child (id, parent_id) VALUES (2, 99)")
+    assert is_foreign_key_violation(error)
+    assert not is_unique_violation(error)
+    assert constraint_name_of(error) == "fk_err_child_parent_id_err_parent"
+
+
+async def test_check_violation_is_recognised(db_connection: AsyncConnection) -> None:
+    error = await _violation(db_connection, "INSERT INTO err_child (id, size) VALUES (2, 0)")
+    assert is_check_violation(error)
+    assert not is_unique_violation(error)
+    assert constraint_name_of(error) == "ck_err_child_positive_size"
+
+
+async def test_a_plain_sql_error_is_neither_conflict_nor_unavailability(
+    db_connection: AsyncConnection,
+) -> None:
+    savepoint = await db_connection.begin_nested()
+    with pytest.raises(DBAPIError) as caught:
+        await db_connection.execute(text("SELECT * FROM no_such_table"))
+    await savepoint.rollback()
+    assert sqlstate_of(caught.value) == "42P01"
+    assert not is_database_unavailable(caught.value)
+    assert not is_unique_violation(caught.value)
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        pytest.param(f"127.0.0.1:{_closed_port()}", id="connection-refused"),
+        pytest.param(f"no-such-host-{uuid.uuid4().hex[:8]}.invalid", id="dns-failure"),
+    ],
+)
+async def test_an_unreachable_server_is_unavailable(host: str) -> None:
+    engine = create_engine(f"postgresql+asyncpg://roster:secret@{host}/roster", connect_timeout=2)
+    try:
+        with pytest.raises(Exception) as caught:  # noqa: PT011 - the point is to classify it
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+    finally:
+        await engine.dispose()
+    assert is_database_unavailable(caught.value)
+
+
+async def test_an_exhausted_pool_is_unavailable(database_url: str) -> None:
+    engine = create_engine(database_url, pool_size=1, max_overflow=0, pool_timeout=0.1)
+    try:
+        async with engine.connect():
+            with pytest.raises(Exception) as caught:  # noqa: PT011
+                async with engine.connect():
+                    pass
+    finally:
+        await engine.dispose()
+    assert is_database_unavailable(caught.value)
+
+
+def test_timeouts_and_os_errors_are_unavailable() -> None:
+    assert is_database_unavailable(TimeoutError())
+    assert is_database_unavailable(ConnectionRefusedError())
+    assert is_database_unavailable(socket.gaierror())
+    assert not is_database_unavailable(ValueError("not a database problem"))

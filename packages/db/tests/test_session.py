@@ -1,0 +1,82 @@
+"""Engine, sessions and the request-scoped session dependency."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from roster_db import SessionDep, create_engine, session_scope
+
+
+async def _create_notes(connection: AsyncConnection) -> None:
+    await connection.execute(text("CREATE TABLE note (id serial PRIMARY KEY, body text NOT NULL)"))
+
+
+async def _count(connection: AsyncConnection) -> int:
+    return int((await connection.execute(text("SELECT count(*) FROM note"))).scalar_one())
+
+
+async def _insert(session: AsyncSession, body: str) -> None:
+    connection = await session.connection()
+    await connection.execute(text("INSERT INTO note (body) VALUES (:body)"), {"body": body})
+
+
+def test_engine_refuses_a_url_for_another_driver() -> None:
+    with pytest.raises(ValueError, match="postgresql\\+asyncpg"):
+        create_engine("postgresql://localhost/roster")
+
+
+async def test_session_scope_commits_on_success_and_rolls_back_on_error(
+    db_connection: AsyncConnection, db_sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    await _create_notes(db_connection)
+    async with session_scope(db_sessionmaker) as session:
+        await _insert(session, "kept")
+
+    async def failing_unit_of_work() -> None:
+        async with session_scope(db_sessionmaker) as session:
+            await _insert(session, "dropped")
+            raise RuntimeError("the route failed")
+
+    with pytest.raises(RuntimeError):
+        await failing_unit_of_work()
+    assert await _count(db_connection) == 1
+
+
+async def test_loaded_attributes_survive_commit(
+    db_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    assert db_sessionmaker.kw["expire_on_commit"] is False
+
+
+async def test_request_session_commits_before_the_response_and_rolls_back_failures(
+    db_connection: AsyncConnection, db_sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    await _create_notes(db_connection)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, object]]:
+        yield {"sessionmaker": db_sessionmaker}
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.post("/notes")
+    async def add_note(session: SessionDep, fail: bool = False) -> dict[str, str]:
+        await _insert(session, "x")
+        if fail:
+            raise RuntimeError("boom")
+        return {"status": "ok"}
+
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            assert (await client.post("/notes")).status_code == 200
+            assert await _count(db_connection) == 1
+            assert (await client.post("/notes", params={"fail": True})).status_code == 500
+    assert await _count(db_connection) == 1

@@ -1,0 +1,1 @@
+"""roster-groups: user groups and memberships."""

@@ -1,0 +1,1 @@
+"""roster-api: the roster service and its command line."""
