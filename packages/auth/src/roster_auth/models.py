@@ -1,0 +1,47 @@
+"""Users and their stored access tokens: plain SQLAlchemy models, as FastAPI Users requires,
+on roster-db's shared registry (so SQLModel models elsewhere can relate to them)."""
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from fastapi_users_db_sqlalchemy import SQLAlchemyBaseUserTableUUID
+from fastapi_users_db_sqlalchemy.access_token import SQLAlchemyBaseAccessTokenTableUUID
+from sqlalchemy import DateTime, Index, String, func
+from sqlalchemy.orm import Mapped, mapped_column
+
+from roster_db import Base
+
+EMAIL_MAX_LENGTH = 320
+DISPLAY_NAME_MAX_LENGTH = 100
+
+
+class User(SQLAlchemyBaseUserTableUUID, Base):
+    """An account. Email uniqueness ignores letter case, enforced by the database."""
+
+    # Replaces the mixin's case-sensitive unique index: the functional index below is the
+    # one that keeps `Alice@x.io` and `alice@x.io` apart, even under concurrent inserts.
+    # (Typed as plain `str` for type checkers, as the mixin does, to satisfy FastAPI Users'
+    # UserProtocol.)
+    if TYPE_CHECKING:
+        email: str
+    else:
+        email: Mapped[str] = mapped_column(String(EMAIL_MAX_LENGTH), nullable=False)
+    display_name: Mapped[str | None] = mapped_column(String(DISPLAY_NAME_MAX_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+
+    __table_args__ = (Index("uq_user_email_lower", func.lower(email), unique=True),)
+
+    def __repr__(self) -> str:
+        return f"User(id={self.id!s}, email={self.email!r})"
+
+
+class AccessToken(SQLAlchemyBaseAccessTokenTableUUID, Base):
+    """A token of the database strategy (cookie backend): deleting the row revokes it."""
+
+    # Revoking every token of a user (password change) looks them up by user.
+    __table_args__ = (Index("ix_accesstoken_user_id", "user_id"),)
+
+    def __repr__(self) -> str:
+        return f"AccessToken(user_id={self.user_id!s})"
