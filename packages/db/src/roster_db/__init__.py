@@ -11,11 +11,16 @@ from roster_db.errors import (
     is_unique_violation,
     sqlstate_of,
 )
+from roster_db.pagination import MAX_LIMIT, Page, PageParams, PageParamsDep, page_params
 from roster_db.session import create_engine, create_sessionmaker, session_scope
 
 __all__ = [
+    "MAX_LIMIT",
     "NAMING_CONVENTION",
     "Base",
+    "Page",
+    "PageParams",
+    "PageParamsDep",
     "SQLModelBase",
     "SQLState",
     "SessionDep",
@@ -29,6 +34,7 @@ __all__ = [
     "is_unique_violation",
     "mapper_registry",
     "metadata",
+    "page_params",
     "session_scope",
     "sqlstate_of",
 ]
