@@ -1,0 +1,231 @@
+"""Groups and memberships: SQLModel tables on roster-db's shared registry, related both ways to
+roster-auth's SQLAlchemy `User`.
+
+Every relationship is `lazy="raise"`: under async a lazy load would be a hidden query (or a
+`MissingGreenlet` crash), so queries load what they return and an accidental access fails loudly.
+The relationships that reach into `User` are declared here, so roster-auth never imports us.
+"""
+
+import enum
+import uuid
+from datetime import UTC, datetime
+from typing import Final
+
+from sqlalchemy import (
+    DDL,
+    CheckConstraint,
+    DateTime,
+    Enum,
+    Index,
+    String,
+    event,
+    func,
+    text,
+)
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import relationship
+from sqlmodel import Field, Relationship
+
+from roster_auth import User
+from roster_db import SQLModelBase
+
+GROUP_NAME_MAX_LENGTH: Final = 100
+GROUP_DESCRIPTION_MAX_LENGTH: Final = 1000
+
+
+class GroupRole(enum.StrEnum):
+    """What a member may do in a group, from the most to the least powerful."""
+
+    OWNER = "owner"
+    ADMIN = "admin"
+    MEMBER = "member"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class UserGroup(SQLModelBase, table=True):
+    """A named group of users. Names are unique whatever their letter case."""
+
+    __tablename__ = "user_group"
+    __table_args__ = (
+        # The database, not a prior SELECT, decides uniqueness, so two racing creations of
+        # "Team" and "team" end with one row and one unique violation.
+        Index("uq_user_group_name_lower", func.lower(text("name")), unique=True),
+        # Names are stored trimmed and non-empty (the schemas trim; this keeps other writers
+        # honest).
+        CheckConstraint("char_length(name) >= 1 AND name = btrim(name)", name="name_trimmed"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=GROUP_NAME_MAX_LENGTH, sa_type=String(GROUP_NAME_MAX_LENGTH))
+    description: str | None = Field(
+        default=None,
+        max_length=GROUP_DESCRIPTION_MAX_LENGTH,
+        sa_type=String(GROUP_DESCRIPTION_MAX_LENGTH),
+    )
+    created_at: datetime = Field(
+        default_factory=utc_now,
+        sa_type=DateTime(timezone=True),
+        sa_column_kwargs={"server_default": func.now()},
+        nullable=False,
+    )
+
+    memberships: list["Membership"] = Relationship(
+        back_populates="group",
+        # The database cascades deletes (ON DELETE CASCADE); passive_deletes keeps the ORM
+        # from loading every membership (a lazy load, which raises) just to delete it.
+        sa_relationship_kwargs={
+            "lazy": "raise",
+            "cascade": "all, delete-orphan",
+            "passive_deletes": True,
+        },
+    )
+    # Read-only: memberships are written through `Membership`, which carries the role.
+    users: list[User] = Relationship(
+        sa_relationship=relationship(
+            User,
+            secondary="membership",
+            lazy="raise",
+            viewonly=True,
+            order_by="Membership.joined_at",
+        )
+    )
+
+    def __repr__(self) -> str:
+        return f"UserGroup(id={self.id!r}, name={self.name!r})"
+
+
+class Membership(SQLModelBase, table=True):
+    """One user in one group, with a role. At most one row per (group, user)."""
+
+    __tablename__ = "membership"
+    __table_args__ = (
+        # The primary key (group_id, user_id) serves a group's members; this serves a user's
+        # groups and the cascade when a user is deleted.
+        Index("ix_membership_user_id", "user_id"),
+    )
+
+    group_id: int = Field(foreign_key="user_group.id", ondelete="CASCADE", primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="user.id", ondelete="CASCADE", primary_key=True)
+    # A VARCHAR with a CHECK constraint (ck_membership_group_role), not a native Postgres
+    # enum: adding a role later is a constraint swap, not an ALTER TYPE.
+    role: GroupRole = Field(
+        default=GroupRole.MEMBER,
+        sa_type=Enum(
+            GroupRole,
+            name="group_role",
+            native_enum=False,
+            create_constraint=True,
+            length=20,
+            values_callable=lambda roles: [role.value for role in roles],
+            validate_strings=True,
+        ),
+        nullable=False,
+    )
+    joined_at: datetime = Field(
+        default_factory=utc_now,
+        sa_type=DateTime(timezone=True),
+        sa_column_kwargs={"server_default": func.now()},
+        nullable=False,
+    )
+
+    group: UserGroup = Relationship(
+        back_populates="memberships", sa_relationship_kwargs={"lazy": "raise"}
+    )
+    user: User = Relationship(sa_relationship=relationship(User, lazy="raise"))
+
+    def __repr__(self) -> str:
+        return (
+            f"Membership(group_id={self.group_id!r}, user_id={self.user_id!s}, "
+            f"role={self.role.value!r})"
+        )
+
+
+# The other direction, added from this side: roster-auth's `User` learns its groups without
+# importing roster-groups. Read-only, like `UserGroup.users`.
+membership_table: Final = sa_inspect(Membership).local_table
+User.groups = relationship(
+    UserGroup,
+    secondary=membership_table,
+    lazy="raise",
+    viewonly=True,
+    order_by=UserGroup.name,
+)
+
+
+# When an account is deleted, its memberships go with it (ON DELETE CASCADE); this trigger keeps
+# every group owned: when a group loses its last owner by any path other than the group's own
+# deletion, its longest-standing admin (else member) becomes owner, and a group left with no
+# member at all is deleted. The API itself never removes a last owner (409 LAST_OWNER); this
+# covers account deletion (FastAPI Users' manager, an admin in psql), whatever deletes the row.
+# It locks the group row like the service does, so it serialises with concurrent role changes.
+# One statement per string: asyncpg prepares each statement, and a prepared statement holds one.
+CREATE_KEEP_AN_OWNER_SQL: Final[tuple[str, ...]] = (
+    """
+CREATE OR REPLACE FUNCTION membership_keep_an_owner() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    successor uuid;
+BEGIN
+    IF OLD.role <> 'owner' THEN
+        RETURN NULL;
+    END IF;
+    PERFORM 1 FROM user_group WHERE id = OLD.group_id FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;  -- the group itself is being deleted
+    END IF;
+    IF EXISTS (SELECT 1 FROM membership WHERE group_id = OLD.group_id AND role = 'owner') THEN
+        RETURN NULL;
+    END IF;
+    SELECT user_id INTO successor FROM membership
+        WHERE group_id = OLD.group_id
+        ORDER BY CASE role WHEN 'admin' THEN 0 ELSE 1 END, joined_at, user_id
+        LIMIT 1;
+    IF successor IS NULL THEN
+        DELETE FROM user_group WHERE id = OLD.group_id;
+    ELSE
+        UPDATE membership SET role = 'owner'
+            WHERE group_id = OLD.group_id AND user_id = successor;
+    END IF;
+    RETURN NULL;
+END;
+$$
+""",
+    """
+CREATE TRIGGER membership_keep_an_owner
+    AFTER DELETE ON membership
+    FOR EACH ROW EXECUTE FUNCTION membership_keep_an_owner()
+""",
+)
+DROP_KEEP_AN_OWNER_SQL: Final[tuple[str, ...]] = (
+    "DROP TRIGGER IF EXISTS membership_keep_an_owner ON membership",
+    "DROP FUNCTION IF EXISTS membership_keep_an_owner()",
+)
+
+# `metadata.create_all` (tests) installs the trigger with the table; Alembic migrations run the
+# same statements with `op.execute` (autogenerate does not see triggers).
+for _statement in CREATE_KEEP_AN_OWNER_SQL:
+    event.listen(
+        membership_table,
+        "after_create",
+        DDL(_statement).execute_if(dialect="postgresql"),  # type: ignore[no-untyped-call]
+    )
+for _statement in DROP_KEEP_AN_OWNER_SQL:
+    event.listen(
+        membership_table,
+        "before_drop",
+        DDL(_statement).execute_if(dialect="postgresql"),  # type: ignore[no-untyped-call]
+    )
+
+__all__ = [
+    "CREATE_KEEP_AN_OWNER_SQL",
+    "DROP_KEEP_AN_OWNER_SQL",
+    "GROUP_DESCRIPTION_MAX_LENGTH",
+    "GROUP_NAME_MAX_LENGTH",
+    "GroupRole",
+    "Membership",
+    "UserGroup",
+    "membership_table",
+]
