@@ -1,0 +1,5 @@
+"""`python -m bench`: the whole benchmark (see `bench.run`)."""
+
+from bench.run import main
+
+raise SystemExit(main())

@@ -1,0 +1,161 @@
+"""The Python load generator, for machines without wrk (CI, the smoke test).
+
+`python -m bench.pyload --port P --connections N --duration S --plan FILE` keeps N HTTP/1.1
+keep-alive connections to 127.0.0.1, each with one request outstanding, until S seconds have
+passed or `--max-requests` were issued, then prints one result line (see `bench.load`).
+HTTP is parsed by h11; latencies are measured per request with `perf_counter`.
+
+It is slower than wrk: a single Python process saturates at a few thousand requests per second,
+so its figures are a floor on what the server can do, good for the smoke test, not for a report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h11
+
+from bench.load import LoadResult, percentile
+from bench.plan import HttpRequest, RequestPlan
+
+HOST = "127.0.0.1"
+READ_SIZE = 65536
+
+
+@dataclass
+class Tally:
+    """Shared by every connection: the next request to issue and what came back."""
+
+    plan: RequestPlan
+    deadline: float
+    max_requests: int
+    issued: int = 0
+    errors: int = 0
+    latencies: list[float] = field(default_factory=list)
+
+    def next_request(self) -> HttpRequest | None:
+        if self.issued >= self.max_requests or time.monotonic() >= self.deadline:
+            return None
+        request = self.plan.cycle[self.issued % len(self.plan.cycle)]
+        self.issued += 1
+        return request
+
+
+def _h11_request(request: HttpRequest, port: int) -> h11.Request:
+    headers = [("Host", f"{HOST}:{port}"), *request.headers.items()]
+    if request.body:
+        headers.append(("Content-Length", str(len(request.body))))
+    return h11.Request(method=request.method, target=request.path, headers=headers)
+
+
+async def _exchange(
+    connection: h11.Connection,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    request: HttpRequest,
+    port: int,
+) -> int:
+    """Send one request, read the whole response, return its status."""
+    data = connection.send(_h11_request(request, port)) or b""
+    if request.body:
+        data += connection.send(h11.Data(data=request.body)) or b""
+    data += connection.send(h11.EndOfMessage()) or b""
+    writer.write(data)
+    status = 0
+    while True:
+        event = connection.next_event()
+        if event is h11.NEED_DATA:
+            chunk = await reader.read(READ_SIZE)
+            if not chunk:
+                raise ConnectionError("the server closed the connection")
+            connection.receive_data(chunk)
+        elif isinstance(event, h11.Response):
+            status = event.status_code
+        elif isinstance(event, h11.EndOfMessage):
+            connection.start_next_cycle()
+            return status
+
+
+async def _connection_loop(tally: Tally, port: int, request_timeout_s: float) -> None:
+    reader: asyncio.StreamReader | None = None
+    writer: asyncio.StreamWriter | None = None
+    connection = h11.Connection(h11.CLIENT)
+    try:
+        while (request := tally.next_request()) is not None:
+            started = time.perf_counter()
+            try:
+                if writer is None or reader is None:
+                    reader, writer = await asyncio.open_connection(HOST, port)
+                    connection = h11.Connection(h11.CLIENT)
+                status = await asyncio.wait_for(
+                    _exchange(connection, reader, writer, request, port), request_timeout_s
+                )
+            except (OSError, TimeoutError, h11.ProtocolError):
+                tally.errors += 1
+                if writer is not None:
+                    writer.close()
+                reader = writer = None
+                continue
+            tally.latencies.append(time.perf_counter() - started)
+            if not 200 <= status < 300:
+                tally.errors += 1
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+async def drive(
+    plan: RequestPlan,
+    port: int,
+    *,
+    connections: int,
+    duration_s: float,
+    max_requests: int,
+    timeout_s: float = 10.0,
+) -> LoadResult:
+    started = time.monotonic()
+    tally = Tally(plan=plan, deadline=started + duration_s, max_requests=max_requests)
+    await asyncio.gather(*(_connection_loop(tally, port, timeout_s) for _ in range(connections)))
+    elapsed = time.monotonic() - started
+    latencies = sorted(tally.latencies)
+    return LoadResult(
+        requests=len(latencies),
+        errors=tally.errors,
+        duration_s=elapsed,
+        p50_ms=percentile(latencies, 0.50) * 1000,
+        p99_ms=percentile(latencies, 0.99) * 1000,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--duration", type=float, required=True, help="seconds")
+    parser.add_argument("--max-requests", type=int, default=1_000_000)
+    parser.add_argument("--plan", type=Path, required=True, help="a RequestPlan as JSON")
+    args = parser.parse_args(argv)
+    plan = RequestPlan.loads(args.plan.read_text())
+    coroutine = drive(
+        plan,
+        args.port,
+        connections=args.connections,
+        duration_s=args.duration,
+        max_requests=args.max_requests,
+    )
+    try:
+        import uvloop
+    except ImportError:  # the stdlib loop is slower but works
+        result = asyncio.run(coroutine)
+    else:
+        result = uvloop.run(coroutine)
+    print(result.to_line(), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

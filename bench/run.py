@@ -1,0 +1,304 @@
+"""The benchmark, end to end: Postgres, migrations, data, roster and the floor under uvicorn,
+load on loopback, one table.
+
+    uv run python -m bench               # full run (about 5 minutes), writes bench/RESULTS.md
+    uv run python -m bench --tiny        # a few seconds, small data, writes nothing
+
+See README.md (section "Benchmarks") for what is measured and how.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import secrets
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from bench import dataset, postgres
+from bench.generators import Generator, LoadSettings, wrk_available
+from bench.pinning import plan_cores
+from bench.report import MIB, Measurement, Report, machine_description
+from bench.scenarios import Scenario, build_scenarios
+from bench.servers import RunningServer, UvicornOptions, serve
+
+BENCH_DIR = Path(__file__).resolve().parent
+DEFAULT_RESULTS = BENCH_DIR / "RESULTS.md"
+NOTES = BENCH_DIR / "NOTES.md"
+# Requests still in flight when the load generator stops finish within this.
+SETTLE_S = 0.3
+
+
+@dataclass(frozen=True)
+class Mode:
+    group_sizes: tuple[int, ...]
+    duration_s: float
+    warmup_s: float
+    connections: int
+    scenarios: tuple[str, ...] | None  # None: all of them
+
+
+FULL = Mode((10, 100, 1000, 10_000), duration_s=12, warmup_s=2, connections=32, scenarios=None)
+# The smoke test's mode: small data, a second per scenario, the scenarios that use every part
+# (the floor, both auth paths' JWT side, the write path).
+TINY = Mode(
+    (10, 100), duration_s=1, warmup_s=0, connections=8, scenarios=("group-users", "me-jwt", "write")
+)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="small data, 1 s per scenario")
+    parser.add_argument("--duration", type=float, help="seconds per scenario")
+    parser.add_argument("--warmup", type=float, help="seconds of warm-up before each scenario")
+    parser.add_argument("--connections", type=int, help="concurrent connections (default 32)")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers (default 1)")
+    parser.add_argument(
+        "--generator",
+        choices=["auto", "wrk", "python"],
+        default="auto",
+        help="load generator: wrk when installed (auto), or the Python fallback",
+    )
+    parser.add_argument(
+        "--scenarios", help="comma-separated scenario keys (default: all); see --list"
+    )
+    parser.add_argument("--list", action="store_true", help="list the scenario keys and exit")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get(postgres.DATABASE_URL_VARIABLE),
+        help=f"a Postgres server to create the bench database on (default: "
+        f"${postgres.DATABASE_URL_VARIABLE}, else an embedded Postgres)",
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        help="where to write the Markdown report (default: bench/RESULTS.md for a full run, "
+        "nowhere for --tiny)",
+    )
+    parser.add_argument("--json", type=Path, help="also write the measurements as JSON here")
+    return parser.parse_args(argv)
+
+
+def roster_environment(database_url: str, jwt_secret: str) -> dict[str, str]:
+    """Production settings, as a deployment gives them."""
+    return {
+        "ROSTER_ENVIRONMENT": "production",
+        "ROSTER_DATABASE_URL": database_url,
+        "ROSTER_ACCESS_TOKEN_SECRET": jwt_secret,
+        "ROSTER_RESET_PASSWORD_SECRET": secrets.token_urlsafe(48),
+        "ROSTER_VERIFY_SECRET": secrets.token_urlsafe(48),
+    }
+
+
+def floor_environment(dsn: str, jwt_secret: str) -> dict[str, str]:
+    from bench.floor.app import DSN_VARIABLE, JWT_SECRET_VARIABLE
+
+    return {DSN_VARIABLE: dsn, JWT_SECRET_VARIABLE: jwt_secret}
+
+
+async def _load_data(dsn: str, spec: dataset.DatasetSpec, jwt_secret: str) -> dataset.Dataset:
+    connection = await asyncpg.connect(dsn)
+    try:
+        return await dataset.load(connection, spec, jwt_secret)
+    finally:
+        await connection.close()
+
+
+def check_parity(roster: RunningServer, floor: RunningServer, scenarios: list[Scenario]) -> None:
+    """The floor must answer what roster answers, or the comparison means nothing."""
+    with httpx.Client(trust_env=False, timeout=10) as client:
+        for scenario in scenarios:
+            if not scenario.on_floor:
+                continue
+            request = scenario.plan.cycle[0]
+            answers = [
+                client.request(request.method, server.base_url + request.path,
+                               headers=request.headers, content=request.body)
+                for server in (roster, floor)
+            ]  # fmt: skip
+            bodies = [answer.json() for answer in answers]
+            statuses = [answer.status_code for answer in answers]
+            if statuses != [200, 200] or bodies[0] != bodies[1]:
+                raise RuntimeError(
+                    f"roster and the floor disagree on {request.method} {request.path}: "
+                    f"{statuses}\nroster: {bodies[0]!r:.1500}\nfloor:  {bodies[1]!r:.1500}"
+                )
+
+
+def measure(
+    server: RunningServer, scenario: Scenario, load: LoadSettings, mode: Mode
+) -> Measurement:
+    name = f"{scenario.key}-{server.name}"
+    print(f"  {server.name:6} {scenario.title}", file=sys.stderr, flush=True)
+    if mode.warmup_s > 0:
+        load.run(scenario.warmup_plan, server.port, mode.warmup_s, name + "-warmup")
+        time.sleep(SETTLE_S)
+    before = server.stats()
+    result = load.run(scenario.plan, server.port, mode.duration_s, name)
+    time.sleep(SETTLE_S)
+    after = server.stats()
+    served = after.requests - before.requests
+    return Measurement(
+        key=scenario.key,
+        title=scenario.title,
+        kind=scenario.kind,
+        app=server.name,
+        load=result,
+        statements_per_request=(after.statements - before.statements) / served
+        if served
+        else math.nan,
+        round_trips_per_request=(after.round_trips - before.round_trips) / served
+        if served
+        else math.nan,
+        rss_mb=after.rss_bytes / MIB,
+    )
+
+
+def tool_version(command: list[str]) -> str:
+    try:
+        completed = subprocess.run(command, capture_output=True, text=True, timeout=10, check=False)
+    except OSError:
+        return "unknown"
+    return (completed.stdout or completed.stderr).splitlines()[0].strip() if completed else ""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    base = TINY if args.tiny else FULL
+    mode = Mode(
+        group_sizes=base.group_sizes,
+        duration_s=args.duration if args.duration is not None else base.duration_s,
+        warmup_s=args.warmup if args.warmup is not None else base.warmup_s,
+        connections=args.connections or base.connections,
+        scenarios=tuple(args.scenarios.split(",")) if args.scenarios else base.scenarios,
+    )
+    generator: Generator
+    if args.generator == "auto":
+        generator = "wrk" if wrk_available() else "python"
+    else:
+        generator = "wrk" if args.generator == "wrk" else "python"
+    if generator == "wrk" and not wrk_available():
+        print("wrk is not installed (apt-get install wrk), use --generator python", file=sys.stderr)
+        return 2
+    cores = plan_cores()
+    options = UvicornOptions(workers=args.workers)
+    spec = dataset.DatasetSpec(
+        group_sizes=mode.group_sizes,
+        write_lag=mode.connections,
+        write_pool_size=4 * mode.connections,
+    )
+    load_before = os.getloadavg()
+    started = datetime.now(UTC)
+    jwt_secret = secrets.token_urlsafe(48)
+    measurements: list[Measurement] = []
+
+    with (
+        tempfile.TemporaryDirectory(prefix="roster-bench-") as workdir,
+        postgres.postgres_server(args.database_url) as (server_url, source),
+    ):
+        work = Path(workdir)
+        database_url = asyncio.run(postgres.create_database(server_url))
+        try:
+            roster_env = roster_environment(database_url, jwt_secret)
+            dsn = postgres.BenchDatabase(database_url, source).dsn
+            print("migrating and loading data", file=sys.stderr, flush=True)
+            postgres.migrate(roster_env)
+            loading = time.monotonic()
+            data = asyncio.run(_load_data(dsn, spec, jwt_secret))
+            load_seconds = time.monotonic() - loading
+            pg_version = asyncio.run(postgres.server_version(dsn))
+            scenarios = build_scenarios(data)
+            if args.list:
+                for scenario in scenarios:
+                    print(f"{scenario.key:14} {scenario.title}")
+                return 0
+            if mode.scenarios is not None:
+                unknown = set(mode.scenarios) - {scenario.key for scenario in scenarios}
+                if unknown:
+                    print(f"unknown scenarios: {', '.join(sorted(unknown))}", file=sys.stderr)
+                    return 2
+                scenarios = [s for s in scenarios if s.key in mode.scenarios]
+            load = LoadSettings(generator, mode.connections, cores.load, work)
+            with (
+                serve("roster", "bench.serve:create_bench_app", env=roster_env,
+                      options=options, cores=cores.server, log_dir=work) as roster,
+                serve("floor", "bench.floor.app:create_app",
+                      env=floor_environment(dsn, jwt_secret),
+                      options=options, cores=cores.server, log_dir=work) as floor,
+            ):  # fmt: skip
+                check_parity(roster, floor, scenarios)
+                print(f"running {len(scenarios)} scenarios", file=sys.stderr, flush=True)
+                for scenario in scenarios:
+                    measurements.append(measure(roster, scenario, load, mode))
+                    if scenario.on_floor:
+                        measurements.append(measure(floor, scenario, load, mode))
+        finally:
+            asyncio.run(postgres.drop_database(server_url, database_url))
+
+    load_after = os.getloadavg()
+    command = "uv run python -m bench" + (
+        " " + shlex.join(sys.argv[1:]) if argv is None and sys.argv[1:] else ""
+    )
+    generator_text = (
+        f"{tool_version(['wrk', '--version'])}, 1 thread"
+        if generator == "wrk"
+        else "bench.pyload (Python fallback, asyncio + h11)"
+    )
+    report = Report(
+        measurements,
+        context=[
+            ("Date", started.strftime("%Y-%m-%d %H:%M UTC")),
+            ("Command", f"`{command}`"),
+            ("Machine", machine_description()),
+            (
+                "Load average (1, 5, 15 min)",
+                f"{_loadavg(load_before)} before the run, {_loadavg(load_after)} after",
+            ),
+            ("Postgres", f"{pg_version}, {source}"),
+            ("Server", f"{options.describe()}, production settings; the floor the same way"),
+            ("Cores", cores.describe()),
+            (
+                "Load",
+                f"{generator_text}, {mode.connections} connections, "
+                f"{mode.duration_s:g} s per scenario after {mode.warmup_s:g} s of warm-up",
+            ),
+            (
+                "Data",
+                f"groups of {', '.join(f'{size:,}' for size in mode.group_sizes)} members, "
+                f"{data.user_count:,} users, {data.membership_count:,} memberships, "
+                f"loaded in {load_seconds:.1f} s",
+            ),
+        ],
+    )
+    print(report.text())
+    results = args.results or (None if args.tiny else DEFAULT_RESULTS)
+    if results is not None:
+        notes = [NOTES.read_text()] if NOTES.is_file() and results == DEFAULT_RESULTS else []
+        results.write_text(report.markdown("Benchmark results", notes))
+        print(f"\nwritten to {results}", file=sys.stderr)
+    if args.json is not None:
+        args.json.write_text(json.dumps([_as_json(m) for m in measurements], indent=2))
+    return 0
+
+
+def _loadavg(values: tuple[float, float, float]) -> str:
+    return ", ".join(f"{value:.2f}" for value in values)
+
+
+def _as_json(measurement: Measurement) -> Mapping[str, object]:
+    data = asdict(measurement)
+    data["requests_per_s"] = measurement.load.requests_per_s
+    return data

@@ -1,0 +1,147 @@
+"""The apps under test, each served by uvicorn in its own process on a loopback port."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from bench.counting import STATS_PATH
+from bench.pinning import pinned
+
+HOST = "127.0.0.1"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class ServerStats:
+    requests: int
+    statements: int
+    round_trips: int
+    rss_bytes: int
+
+
+@dataclass(frozen=True)
+class UvicornOptions:
+    """How uvicorn serves an app. The defaults are production's: uvloop and httptools (what
+    uvicorn[standard] picks by itself), no access log, one worker per process."""
+
+    workers: int = 1
+    loop: str = "uvloop"
+    http: str = "httptools"
+
+    def describe(self) -> str:
+        return (
+            f"uvicorn, {self.workers} worker(s), --loop {self.loop} --http {self.http}, "
+            "--no-access-log"
+        )
+
+
+@dataclass
+class RunningServer:
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    command: list[str]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def stats(self) -> ServerStats:
+        with httpx.Client(trust_env=False, timeout=10) as client:
+            response = client.get(self.base_url + STATS_PATH)
+        response.raise_for_status()
+        data = response.json()
+        return ServerStats(
+            requests=int(data["requests"]),
+            statements=int(data["statements"]),
+            round_trips=int(data["round_trips"]),
+            rss_bytes=int(data["rss_bytes"]),
+        )
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_until_ready(server: RunningServer, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(trust_env=False, timeout=2) as client:
+        while time.monotonic() < deadline:
+            if server.process.poll() is not None:
+                raise RuntimeError(
+                    f"{server.name} exited with {server.process.returncode} while starting:\n"
+                    + server.log_tail()
+                )
+            with contextlib.suppress(httpx.TransportError):
+                if client.get(server.base_url + STATS_PATH).status_code == 200:
+                    return
+            time.sleep(0.1)
+    server.stop()
+    raise RuntimeError(f"{server.name} did not answer within {timeout_s} s:\n" + server.log_tail())
+
+
+@contextlib.contextmanager
+def serve(
+    name: str,
+    factory: str,
+    *,
+    env: Mapping[str, str],
+    options: UvicornOptions,
+    cores: tuple[int, ...] | None,
+    log_dir: Path,
+    ready_timeout_s: float = 60.0,
+) -> Iterator[RunningServer]:
+    """Serve the ASGI app that `factory` ("module:function") builds, until the block ends."""
+    port = free_port()
+    command = [
+        sys.executable, "-m", "uvicorn", factory, "--factory",
+        "--host", HOST, "--port", str(port),
+        "--workers", str(options.workers),
+        "--loop", options.loop, "--http", options.http,
+        "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
+    log_path = log_dir / f"{name}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            pinned(command, cores),
+            cwd=REPO_ROOT,
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    server = RunningServer(name, port, process, log_path, command)
+    try:
+        _wait_until_ready(server, ready_timeout_s)
+        yield server
+    finally:
+        server.stop()
