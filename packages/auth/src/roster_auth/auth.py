@@ -2,83 +2,69 @@
 and the dependencies other members need (current active user, current superuser)."""
 
 import uuid
-from collections.abc import Callable, Coroutine
-from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, BackgroundTasks
 from fastapi_users import FastAPIUsers
-from fastapi_users.authentication import (
-    AuthenticationBackend,
-    BearerTransport,
-    CookieTransport,
-    JWTStrategy,
-)
-from fastapi_users.authentication.strategy.db import DatabaseStrategy
-from fastapi_users_db_sqlalchemy import SQLAlchemyUserDatabase
-from fastapi_users_db_sqlalchemy.access_token import SQLAlchemyAccessTokenDatabase
+from fastapi_users.password import PasswordHelper
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from roster_auth.backends import RequiredClaimsJWTStrategy, build_backends, jwt_strategy
 from roster_auth.config import AuthConfig
+from roster_auth.database import RosterUserDatabase
+from roster_auth.dependencies import UserDependency
 from roster_auth.manager import UserManager
-from roster_auth.models import AccessToken, User
+from roster_auth.models import User
+from roster_auth.password import NormalizingPasswordHelper
+from roster_auth.router import build_admin_router
 from roster_auth.schemas import UserCreate, UserRead, UserUpdate
 from roster_db import SessionDep
-
-UserDependency = Callable[..., Coroutine[Any, Any, User]]
 
 
 class RosterAuth:
     def __init__(self, config: AuthConfig) -> None:
         self.config = config
+        self.password_helper = NormalizingPasswordHelper(
+            config.password_helper if config.password_helper is not None else PasswordHelper()
+        )
+        self.jwt_strategy: RequiredClaimsJWTStrategy = jwt_strategy(config)
 
-        # Plain functions (not generators) so that they may depend on the function-scoped
+        # A plain function (not a generator), so that it may depend on the function-scoped
         # session, which commits before the response is sent.
-        async def get_user_manager(session: SessionDep) -> UserManager:
-            manager = UserManager(SQLAlchemyUserDatabase(session, User))
-            manager.reset_password_token_secret = config.reset_password_secret
-            manager.verification_token_secret = config.verify_secret
-            return manager
-
-        async def get_database_strategy(
-            session: SessionDep,
-        ) -> DatabaseStrategy[User, uuid.UUID, AccessToken]:
-            return DatabaseStrategy(
-                SQLAlchemyAccessTokenDatabase(session, AccessToken),
-                lifetime_seconds=config.cookie_token_lifetime_seconds,
-            )
-
-        def get_jwt_strategy() -> JWTStrategy[User, uuid.UUID]:
-            return JWTStrategy(
-                secret=config.access_token_secret,
-                lifetime_seconds=config.access_token_lifetime_seconds,
-            )
+        async def get_user_manager(
+            session: SessionDep, background_tasks: BackgroundTasks
+        ) -> UserManager:
+            return self.user_manager(session, background_tasks)
 
         self.get_user_manager = get_user_manager
-        self.jwt_backend = AuthenticationBackend(
-            name="jwt",
-            transport=BearerTransport(tokenUrl="auth/jwt/login"),
-            get_strategy=get_jwt_strategy,
-        )
-        self.cookie_backend = AuthenticationBackend(
-            name="cookie",
-            transport=CookieTransport(
-                cookie_name=config.cookie_name,
-                cookie_max_age=config.cookie_token_lifetime_seconds,
-                cookie_secure=config.cookie_secure,
-                cookie_httponly=True,
-                cookie_samesite=config.cookie_samesite,
-            ),
-            get_strategy=get_database_strategy,
-        )
+        self.jwt_backend, self.cookie_backend = build_backends(config)
+        # The cookie backend is tried first: a logout at /auth/cookie/logout that also carries
+        # a bearer token must still find, and revoke, the cookie's stored token.
         self.fastapi_users = FastAPIUsers[User, uuid.UUID](
-            get_user_manager, [self.jwt_backend, self.cookie_backend]
+            get_user_manager, [self.cookie_backend, self.jwt_backend]
         )
         self.current_active_user: UserDependency = self.fastapi_users.current_user(active=True)
         self.current_superuser: UserDependency = self.fastapi_users.current_user(
             active=True, superuser=True
         )
 
+    def user_manager(
+        self, session: AsyncSession, background_tasks: BackgroundTasks | None = None
+    ) -> UserManager:
+        """A user manager on `session`, for use outside a route (a command line, a seed
+        script). Without `background_tasks`, mails are sent before each call returns."""
+        return UserManager(
+            RosterUserDatabase(session, User),
+            self.password_helper,
+            config=self.config,
+            background_tasks=background_tasks,
+        )
+
+    async def access_token(self, user: User) -> str:
+        """A bearer JWT for the user, as `/auth/jwt/login` would issue."""
+        return await self.jwt_strategy.write_token(user)
+
     def routers(self) -> list[APIRouter]:
-        """Every auth route, ready for `app.include_router`."""
+        """Every auth route, ready for `app.include_router`: `/auth/...` and `/users/...`."""
         users = self.fastapi_users
         auth_router = APIRouter(prefix="/auth", tags=["auth"])
         auth_router.include_router(users.get_auth_router(self.jwt_backend), prefix="/jwt")
@@ -87,7 +73,7 @@ class RosterAuth:
             auth_router.include_router(users.get_register_router(UserRead, UserCreate))
         auth_router.include_router(users.get_reset_password_router())
         auth_router.include_router(users.get_verify_router(UserRead))
-        users_router = APIRouter(prefix="/users", tags=["users"])
+        users_router = build_admin_router(self.get_user_manager, self.current_superuser)
         users_router.include_router(users.get_users_router(UserRead, UserUpdate))
         return [auth_router, users_router]
 

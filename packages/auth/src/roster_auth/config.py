@@ -1,16 +1,37 @@
 """Everything roster-auth needs to know, passed in by the application (never read from the
 environment here)."""
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from fastapi_users.password import PasswordHelperProtocol
+from pydantic import SecretStr
+
+from roster_auth.mail import LoggingMailer, Mailer
+from roster_auth.password import PasswordPolicy
+
+# HS256 keys shorter than the hash output (256 bits) weaken the signature; 32 characters of a
+# random secret is the least we accept.
+MIN_SECRET_LENGTH: Final = 32
+
+Secret = str | SecretStr
+
+
+def secret_value(secret: Secret) -> str:
+    return secret.get_secret_value() if isinstance(secret, SecretStr) else secret
+
+
+class AuthConfigError(ValueError):
+    """The configuration is unsafe or inconsistent; the message says what to change."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class AuthConfig:
     # Separate secrets, so that a leaked reset-token secret cannot mint access tokens.
-    access_token_secret: str
-    reset_password_secret: str
-    verify_secret: str
+    access_token_secret: Secret
+    reset_password_secret: Secret
+    verify_secret: Secret
+    # Bearer JWTs cannot be revoked, so they live briefly.
     access_token_lifetime_seconds: int = 15 * 60
     cookie_token_lifetime_seconds: int = 14 * 24 * 3600
     reset_password_token_lifetime_seconds: int = 3600
@@ -18,6 +39,64 @@ class AuthConfig:
     cookie_name: str = "roster_auth"
     cookie_secure: bool = True
     cookie_samesite: Literal["lax", "strict", "none"] = "lax"
+    cookie_domain: str | None = None
     registration_enabled: bool = True
-    # Where the links in verification and reset mails point to.
+    # Where the links in verification and reset mails point to: a page of the front end that
+    # reads `?token=` and posts it to /auth/verify or /auth/reset-password.
     public_base_url: str = "http://localhost:8000"
+    verify_link_path: str = "/verify"
+    reset_password_link_path: str = "/reset-password"  # noqa: S105 (a path, not a secret)
+    product_name: str = "Roster"
+    # The default logs that a mail was due, never its content: safe in production, but
+    # nothing is delivered. Give an `SmtpMailer` in production.
+    mailer: Mailer = field(default_factory=LoggingMailer)
+    # Development mode allows a mailer that writes tokens to the log.
+    development: bool = False
+    send_verification_on_register: bool = True
+    password_policy: PasswordPolicy = field(default_factory=PasswordPolicy)
+    # None keeps FastAPI Users' strong default (Argon2id, bcrypt hashes still verified).
+    # Only tests should pass a cheaper one.
+    password_helper: PasswordHelperProtocol | None = None
+
+    def __post_init__(self) -> None:
+        secrets = {
+            "access_token_secret": secret_value(self.access_token_secret),
+            "reset_password_secret": secret_value(self.reset_password_secret),
+            "verify_secret": secret_value(self.verify_secret),
+        }
+        for name, value in secrets.items():
+            if len(value) < MIN_SECRET_LENGTH:
+                raise AuthConfigError(
+                    f"{name} must be at least {MIN_SECRET_LENGTH} characters (generate one "
+                    "with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+                )
+        if len(set(secrets.values())) != len(secrets):
+            raise AuthConfigError(
+                "access_token_secret, reset_password_secret and verify_secret must differ"
+            )
+        lifetimes = {
+            "access_token_lifetime_seconds": self.access_token_lifetime_seconds,
+            "cookie_token_lifetime_seconds": self.cookie_token_lifetime_seconds,
+            "reset_password_token_lifetime_seconds": self.reset_password_token_lifetime_seconds,
+            "verify_token_lifetime_seconds": self.verify_token_lifetime_seconds,
+        }
+        for name, seconds in lifetimes.items():
+            # FastAPI Users treats a lifetime of 0 as "never expires".
+            if seconds <= 0:
+                raise AuthConfigError(f"{name} must be a positive number of seconds")
+        if self.cookie_samesite == "none" and not self.cookie_secure:
+            raise AuthConfigError("cookie_samesite='none' requires cookie_secure=True")
+        if not self.public_base_url.startswith(("https://", "http://")):
+            raise AuthConfigError("public_base_url must be an http(s) URL")
+        for name, path in (
+            ("verify_link_path", self.verify_link_path),
+            ("reset_password_link_path", self.reset_password_link_path),
+        ):
+            if not path.startswith("/"):
+                raise AuthConfigError(f"{name} must start with '/'")
+        revealing = isinstance(self.mailer, LoggingMailer) and self.mailer.reveal_content
+        if revealing and not self.development:
+            raise AuthConfigError(
+                "LoggingMailer(reveal_content=True) writes tokens to the log: "
+                "allowed only with development=True"
+            )

@@ -13,6 +13,7 @@ from roster_db import Base
 
 EMAIL_MAX_LENGTH = 320
 DISPLAY_NAME_MAX_LENGTH = 100
+EMAIL_UNIQUE_INDEX = "uq_user_email_lower"
 
 
 class User(SQLAlchemyBaseUserTableUUID, Base):
@@ -31,7 +32,7 @@ class User(SQLAlchemyBaseUserTableUUID, Base):
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )
 
-    __table_args__ = (Index("uq_user_email_lower", func.lower(email), unique=True),)
+    __table_args__ = (Index(EMAIL_UNIQUE_INDEX, func.lower(email), unique=True),)
 
     def __repr__(self) -> str:
         return f"User(id={self.id!s}, email={self.email!r})"

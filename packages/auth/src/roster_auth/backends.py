@@ -1,0 +1,104 @@
+"""The two ways a client proves who it is, both accepted on every protected route:
+
+- bearer transport + JWT strategy (`/auth/jwt`): stateless, short-lived, not revocable;
+- cookie transport + database strategy (`/auth/cookie`): an opaque token stored in Postgres,
+  revoked at logout, on a password change or reset, and on deactivation.
+"""
+
+import uuid
+
+import jwt
+from fastapi_users import BaseUserManager, exceptions
+from fastapi_users.authentication import (
+    AuthenticationBackend,
+    BearerTransport,
+    CookieTransport,
+    JWTStrategy,
+)
+from fastapi_users.authentication.strategy.db import DatabaseStrategy
+from fastapi_users_db_sqlalchemy.access_token import SQLAlchemyAccessTokenDatabase
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from roster_auth.config import AuthConfig, secret_value
+from roster_auth.models import AccessToken, User
+from roster_db import SessionDep
+
+JWT_ALGORITHM = "HS256"
+JWT_AUDIENCE = "fastapi-users:auth"
+
+
+class RequiredClaimsJWTStrategy(JWTStrategy[User, uuid.UUID]):
+    """FastAPI Users' JWT strategy, refusing tokens without an expiry (PyJWT accepts them when
+    the claim is absent), a subject or an audience."""
+
+    async def read_token(
+        self, token: str | None, user_manager: BaseUserManager[User, uuid.UUID]
+    ) -> User | None:
+        if token is None:
+            return None
+        try:
+            data = jwt.decode(
+                token,
+                secret_value(self.decode_key),
+                audience=self.token_audience,
+                algorithms=[self.algorithm],
+                options={"require": ["exp", "sub", "aud"]},
+            )
+            parsed_id = user_manager.parse_id(data["sub"])
+            return await user_manager.get(parsed_id)
+        except (jwt.PyJWTError, exceptions.InvalidID, exceptions.UserNotExists):
+            return None
+
+
+def jwt_strategy(config: AuthConfig) -> RequiredClaimsJWTStrategy:
+    return RequiredClaimsJWTStrategy(
+        secret=secret_value(config.access_token_secret),
+        lifetime_seconds=config.access_token_lifetime_seconds,
+        token_audience=[JWT_AUDIENCE],
+        algorithm=JWT_ALGORITHM,
+    )
+
+
+def database_strategy(
+    config: AuthConfig, session: AsyncSession
+) -> DatabaseStrategy[User, uuid.UUID, AccessToken]:
+    return DatabaseStrategy(
+        SQLAlchemyAccessTokenDatabase(session, AccessToken),
+        lifetime_seconds=config.cookie_token_lifetime_seconds,
+    )
+
+
+def build_backends(
+    config: AuthConfig,
+) -> tuple[AuthenticationBackend[User, uuid.UUID], AuthenticationBackend[User, uuid.UUID]]:
+    """The JWT (bearer) and database-token (cookie) backends, in the order they are tried."""
+    strategy = jwt_strategy(config)
+
+    def get_jwt_strategy() -> RequiredClaimsJWTStrategy:
+        return strategy
+
+    # A plain function (not a generator), so that it may depend on the function-scoped
+    # session, which commits before the response is sent.
+    async def get_database_strategy(
+        session: SessionDep,
+    ) -> DatabaseStrategy[User, uuid.UUID, AccessToken]:
+        return database_strategy(config, session)
+
+    jwt_backend = AuthenticationBackend[User, uuid.UUID](
+        name="jwt",
+        transport=BearerTransport(tokenUrl="auth/jwt/login"),
+        get_strategy=get_jwt_strategy,
+    )
+    cookie_backend = AuthenticationBackend[User, uuid.UUID](
+        name="cookie",
+        transport=CookieTransport(
+            cookie_name=config.cookie_name,
+            cookie_max_age=config.cookie_token_lifetime_seconds,
+            cookie_domain=config.cookie_domain,
+            cookie_secure=config.cookie_secure,
+            cookie_httponly=True,
+            cookie_samesite=config.cookie_samesite,
+        ),
+        get_strategy=get_database_strategy,
+    )
+    return jwt_backend, cookie_backend

@@ -1,0 +1,73 @@
+"""FastAPI Users' SQLAlchemy adapter, made safe under concurrency and made to revoke tokens.
+
+The adapter commits by itself. Two things have to happen inside those commits:
+
+- a unique violation of the lower-cased email (two registrations racing, an email change
+  colliding) becomes FastAPI Users' `UserAlreadyExists` (a 400), never a 500, and the session
+  is rolled back so the request can still answer;
+- a new password or a deactivation deletes the user's stored access tokens in the same
+  transaction, so there is no moment where the password changed but old sessions still work.
+"""
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi_users.exceptions import UserAlreadyExists
+from fastapi_users_db_sqlalchemy import SQLAlchemyUserDatabase
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+
+from roster_auth.models import EMAIL_UNIQUE_INDEX, AccessToken, User
+from roster_db import constraint_name_of, is_unique_violation
+
+
+def _is_email_taken(error: IntegrityError) -> bool:
+    # Older servers or drivers may not name the constraint; the email index is the only
+    # unique constraint a write of ours can break besides the primary key, which is random.
+    name = constraint_name_of(error)
+    return is_unique_violation(error) and name in (None, EMAIL_UNIQUE_INDEX)
+
+
+class RosterUserDatabase(SQLAlchemyUserDatabase[User, uuid.UUID]):
+    _keep_tokens_on_rehash: bool = False
+
+    async def create(self, create_dict: dict[str, Any]) -> User:
+        try:
+            return await super().create(create_dict)
+        except IntegrityError as error:
+            await self.session.rollback()
+            if _is_email_taken(error):
+                raise UserAlreadyExists() from error
+            raise
+
+    async def update(self, user: User, update_dict: dict[str, Any]) -> User:
+        if self._revokes_tokens(update_dict):
+            owner = AccessToken.__table__.c.user_id
+            await self.session.execute(delete(AccessToken).where(owner == user.id))
+        try:
+            return await super().update(user, update_dict)
+        except IntegrityError as error:
+            await self.session.rollback()
+            if _is_email_taken(error):
+                # The rollback expired the user; reload it, so whoever holds it can still
+                # read it without a lazy load.
+                await self.session.refresh(user)
+                raise UserAlreadyExists() from error
+            raise
+
+    def _revokes_tokens(self, update_dict: dict[str, Any]) -> bool:
+        if "hashed_password" in update_dict and not self._keep_tokens_on_rehash:
+            return True
+        return update_dict.get("is_active") is False
+
+    @contextlib.contextmanager
+    def rehashing(self) -> Iterator[None]:
+        """Within this block a new hash of the same password (FastAPI Users upgrades hashes
+        at login) keeps the user's tokens."""
+        self._keep_tokens_on_rehash = True
+        try:
+            yield
+        finally:
+            self._keep_tokens_on_rehash = False

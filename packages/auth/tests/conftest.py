@@ -1,0 +1,135 @@
+"""A small application around `RosterAuth`, served through its ASGI interface, on the real
+Postgres of `roster_db.testing`."""
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import pytest
+import pytest_asyncio
+from asgi_lifespan import LifespanManager
+from fastapi import Depends, FastAPI
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+import roster_auth.models  # noqa: F401  (the tables `database_url` creates)
+from roster_auth import AuthConfig, OutboxMailer, RosterAuth, User
+from roster_auth.testing import DEFAULT_PASSWORD, config_for_tests, create_user
+
+pytest_plugins = ["roster_db.testing"]
+
+BASE_URL = "https://roster.test"
+
+Sessionmaker = async_sessionmaker[AsyncSession]
+CreateUser = Callable[..., Awaitable[User]]
+ServeApp = Callable[..., Any]
+
+
+def build_app(auth: RosterAuth, sessionmaker: Sessionmaker) -> FastAPI:
+    """The auth routers plus two routes of "another member", to show the dependencies work
+    outside FastAPI Users' routers."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        yield {"sessionmaker": sessionmaker}
+
+    app = FastAPI(lifespan=lifespan)
+    for router in auth.routers():
+        app.include_router(router)
+
+    @app.get("/probe/me")
+    async def probe_me(user: Annotated[User, Depends(auth.current_active_user)]) -> str:
+        return str(user.id)
+
+    @app.get("/probe/admin")
+    async def probe_admin(user: Annotated[User, Depends(auth.current_superuser)]) -> str:
+        return str(user.id)
+
+    return app
+
+
+@asynccontextmanager
+async def serve(app: FastAPI) -> AsyncIterator[AsyncClient]:
+    async with (
+        LifespanManager(app) as manager,
+        AsyncClient(transport=ASGITransport(app=manager.app), base_url=BASE_URL) as client,
+    ):
+        yield client
+
+
+@pytest.fixture
+def outbox() -> OutboxMailer:
+    return OutboxMailer()
+
+
+@pytest.fixture
+def auth_config(outbox: OutboxMailer) -> AuthConfig:
+    return config_for_tests(mailer=outbox)
+
+
+@pytest.fixture
+def auth(auth_config: AuthConfig) -> RosterAuth:
+    return RosterAuth(auth_config)
+
+
+@pytest_asyncio.fixture
+async def client(auth: RosterAuth, db_sessionmaker: Sessionmaker) -> AsyncIterator[AsyncClient]:
+    async with serve(build_app(auth, db_sessionmaker)) as client:
+        yield client
+
+
+@pytest.fixture
+def serve_with(db_sessionmaker: Sessionmaker) -> Callable[..., Any]:
+    """`async with serve_with(config) as client:` an app on another configuration."""
+
+    def start(config: AuthConfig, sessionmaker: Sessionmaker | None = None) -> Any:
+        return serve(build_app(RosterAuth(config), sessionmaker or db_sessionmaker))
+
+    return start
+
+
+@pytest.fixture
+def make_user(db_sessionmaker: Sessionmaker) -> CreateUser:
+    """Insert a user directly (see `roster_auth.testing.create_user`)."""
+
+    async def make(**fields: Any) -> User:
+        async with db_sessionmaker() as session:
+            return await create_user(session, **fields)
+
+    return make
+
+
+Login = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture
+def jwt_login(client: AsyncClient) -> Login:
+    """`await jwt_login(email, password=DEFAULT_PASSWORD)`: a bearer token."""
+
+    async def login(email: str, password: str = DEFAULT_PASSWORD) -> str:
+        response = await client.post(
+            "/auth/jwt/login", data={"username": email, "password": password}
+        )
+        assert response.status_code == 200, response.text
+        token: str = response.json()["access_token"]
+        return token
+
+    return login
+
+
+@pytest.fixture
+def cookie_login(client: AsyncClient) -> Login:
+    """`await cookie_login(email, password=DEFAULT_PASSWORD)`: logs in on the cookie backend
+    (the client keeps the cookie) and returns the cookie's value."""
+
+    async def login(email: str, password: str = DEFAULT_PASSWORD) -> str:
+        response = await client.post(
+            "/auth/cookie/login", data={"username": email, "password": password}
+        )
+        assert response.status_code == 204, response.text
+        token = response.cookies.get("roster_auth")
+        assert token
+        return token
+
+    return login
