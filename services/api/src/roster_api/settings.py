@@ -1,0 +1,271 @@
+"""The service's configuration: the only place in roster that reads the environment.
+
+Every variable starts with `ROSTER_` and may also come from a `.env` file in the working
+directory. In production the service refuses to start on a missing, short or placeholder secret,
+and the message names the variable to fix.
+"""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from roster_db.embedded import asyncpg_url
+
+ENV_PREFIX: Final = "ROSTER_"
+MIN_SECRET_BYTES: Final = 32
+
+# Lower-cased fragments that mark a value someone meant to replace.
+PLACEHOLDER_FRAGMENTS: Final = (
+    "changeme",
+    "change-me",
+    "change_me",
+    "replaceme",
+    "replace-me",
+    "replace_me",
+    "placeholder",
+    "your-secret",
+    "your_secret",
+    "example",
+    "development-",
+)
+PLACEHOLDER_VALUES: Final = frozenset({"secret", "password", "dev", "test", "default"})
+
+# Development runs without configuring secrets: these fixed values are stable across restarts,
+# `--reload` and workers (so tokens keep working), and production refuses them by their prefix.
+DEVELOPMENT_SECRETS: Final = {
+    "access_token_secret": "development-access-token-secret-never-use-in-production",
+    "reset_password_secret": "development-reset-password-secret-never-use-in-production",
+    "verify_secret": "development-verify-secret-never-use-in-production",
+}
+SECRET_FIELDS: Final = tuple(DEVELOPMENT_SECRETS)
+
+
+class Environment(enum.StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class LogFormat(enum.StrEnum):
+    JSON = "json"
+    CONSOLE = "console"
+
+
+def variable_name(field_name: str) -> str:
+    """The environment variable that sets a field."""
+    return f"{ENV_PREFIX}{field_name.upper()}"
+
+
+def secret_problem(value: str | None) -> str | None:
+    """Why a secret is unfit for production, or None when it is fine."""
+    if value is None or not value.strip():
+        return "is not set"
+    if len(value.encode()) < MIN_SECRET_BYTES:
+        return f"is shorter than {MIN_SECRET_BYTES} bytes"
+    lowered = value.strip().lower()
+    if lowered in PLACEHOLDER_VALUES or any(part in lowered for part in PLACEHOLDER_FRAGMENTS):
+        return "is a placeholder value"
+    return None
+
+
+def find_project_root(start: Path) -> Path | None:
+    """The nearest directory at or above `start` that holds the Alembic tree."""
+    for directory in (start, *start.parents):
+        if (directory / "migrations" / "env.py").is_file():
+            return directory
+    return None
+
+
+def _source_checkout_root() -> Path | None:
+    """The repository this package was installed from in editable mode, if any."""
+    # services/api/src/roster_api/settings.py -> the repository is four levels up.
+    candidate = Path(__file__).resolve().parents[4]
+    return candidate if (candidate / "migrations" / "env.py").is_file() else None
+
+
+class Settings(BaseSettings):
+    """Every `ROSTER_*` variable. README.md's configuration table lists them."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        # The .env file also holds docker compose's variables (POSTGRES_*): not ours, not errors.
+        extra="ignore",
+        frozen=True,
+    )
+
+    environment: Environment = Environment.DEVELOPMENT
+
+    # Database. Unset: the `roster` command starts an embedded Postgres (development only).
+    database_url: SecretStr | None = None
+    database_pool_size: int = Field(default=5, ge=1)
+    database_max_overflow: int = Field(default=10, ge=0)
+    database_pool_timeout_seconds: float = Field(default=10.0, gt=0)
+    database_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    data_dir: Path | None = None
+    migrations_dir: Path | None = None
+
+    # Authentication.
+    access_token_secret: SecretStr | None = None
+    reset_password_secret: SecretStr | None = None
+    verify_secret: SecretStr | None = None
+    access_token_lifetime_seconds: int = Field(default=15 * 60, gt=0)
+    cookie_token_lifetime_seconds: int = Field(default=14 * 24 * 3600, gt=0)
+    cookie_secure: bool = True
+    cookie_samesite: Literal["lax", "strict", "none"] = "lax"
+    registration_enabled: bool = True
+    public_base_url: str = "http://localhost:8000"
+
+    # Mail: SMTP when a host is set; otherwise development logs whole mails and production
+    # logs only that a mail was due.
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_sender: str = "Roster <no-reply@localhost>"
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+
+    # HTTP.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1)
+    cors_origins: Annotated[list[str], NoDecode] = []
+    max_body_size: int = Field(default=1024 * 1024, ge=0)
+
+    # Logs: JSON lines in production, readable lines in development, unless set.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: LogFormat | None = None
+
+    # The `roster` command.
+    superuser_email: str | None = None
+    superuser_password: SecretStr | None = None
+    seed_password: SecretStr | None = None
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        # Comma-separated in the environment; a list when built in code.
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _asyncpg_driver(cls, value: Any) -> Any:
+        # postgres:// and postgresql:// (what hosting providers hand out) mean asyncpg here.
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, str):
+            return asyncpg_url(value.strip()) if value.strip() else None
+        return value
+
+    @model_validator(mode="after")
+    def _production_is_configured(self) -> Settings:
+        if self.environment is not Environment.PRODUCTION:
+            return self
+        problems: list[str] = []
+        if self.database_url is None:
+            problems.append(
+                f"{variable_name('database_url')} is not set "
+                "(production never starts the embedded Postgres)"
+            )
+        seen: dict[str, str] = {}
+        for name in SECRET_FIELDS:
+            secret: SecretStr | None = getattr(self, name)
+            value = secret.get_secret_value() if secret is not None else None
+            problem = secret_problem(value)
+            if problem is not None:
+                problems.append(
+                    f"{variable_name(name)} {problem}: generate one with "
+                    "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+                )
+            elif value in seen:
+                problems.append(
+                    f"{variable_name(name)} has the same value as {variable_name(seen[value])}"
+                )
+            if value is not None:
+                seen.setdefault(value, name)
+        if self.smtp_host is not None and (self.smtp_username is None) != (
+            self.smtp_password is None
+        ):
+            problems.append(
+                f"set both {variable_name('smtp_username')} and "
+                f"{variable_name('smtp_password')}, or neither"
+            )
+        if problems:
+            raise ValueError("refusing to start in production: " + "; ".join(problems))
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment is Environment.PRODUCTION
+
+    @property
+    def resolved_log_format(self) -> LogFormat:
+        if self.log_format is not None:
+            return self.log_format
+        return LogFormat.JSON if self.is_production else LogFormat.CONSOLE
+
+    def secret(self, name: str) -> SecretStr:
+        """A secret by field name; in development an unset one is its marked default."""
+        value: SecretStr | None = getattr(self, name)
+        if value is not None:
+            return value
+        if self.is_production:  # pragma: no cover - the validator refuses this
+            raise RuntimeError(f"{variable_name(name)} is not set")
+        return SecretStr(DEVELOPMENT_SECRETS[name])
+
+    def uses_development_secrets(self) -> list[str]:
+        """The variables left unset, for which the marked development values stand in."""
+        return [variable_name(name) for name in SECRET_FIELDS if getattr(self, name) is None]
+
+    def database_url_value(self) -> str | None:
+        return self.database_url.get_secret_value() if self.database_url is not None else None
+
+    def resolved_migrations_dir(self, cwd: Path | None = None) -> Path:
+        """Where the Alembic tree is: the setting, else `migrations/` in the working directory
+        or one of its parents, else the source checkout this package runs from."""
+        if self.migrations_dir is not None:
+            return self.migrations_dir.resolve()
+        root = find_project_root((cwd or Path.cwd()).resolve()) or _source_checkout_root()
+        if root is None:
+            raise FileNotFoundError(
+                "cannot find the migrations/ directory: run from the project directory or set "
+                f"{variable_name('migrations_dir')}"
+            )
+        return root / "migrations"
+
+    def resolved_data_dir(self, cwd: Path | None = None) -> Path:
+        """Where the embedded Postgres keeps its data: the setting, else `.roster/postgres`
+        in the project directory (or in the working directory outside a project)."""
+        if self.data_dir is not None:
+            return self.data_dir.resolve()
+        start = (cwd or Path.cwd()).resolve()
+        root = find_project_root(start) or _source_checkout_root() or start
+        return root / ".roster" / "postgres"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment and `.env`, with explicit overrides on top."""
+    return Settings(**overrides)
+
+
+__all__ = [
+    "DEVELOPMENT_SECRETS",
+    "Environment",
+    "LogFormat",
+    "Settings",
+    "load_settings",
+    "secret_problem",
+    "variable_name",
+]

@@ -1,0 +1,51 @@
+"""Fixtures for roster-api's tests: the session's Postgres from roster-db's plugin, a database
+migrated once per session, and apps built on it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import pytest
+import pytest_asyncio
+
+import roster_api.models  # noqa: F401  (every member's tables, before the plugin creates them)
+from roster_api import migrations
+from roster_api.settings import Settings
+
+if TYPE_CHECKING:
+    from roster_db.testing import PostgresServer
+
+pytest_plugins = ["roster_db.testing"]
+
+MIGRATIONS_DIR: Final = Path(__file__).resolve().parents[3] / "migrations"
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Settings for tests, independent of the developer's environment and .env file."""
+    values: dict[str, Any] = {
+        "environment": "development",
+        "migrations_dir": MIGRATIONS_DIR,
+        "log_format": "console",
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)
+
+
+@pytest.fixture(scope="session")
+def migrations_dir() -> Path:
+    return MIGRATIONS_DIR
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def migrated_database_url(postgres_server: PostgresServer) -> AsyncIterator[str]:
+    """A database upgraded to head by the migrations (not by create_all), for the session."""
+    # Imported here: importing the plugin module before pytest loads it defeats its assertion
+    # rewriting.
+    from roster_db.testing import create_throwaway_database, drop_database
+
+    url = await create_throwaway_database(postgres_server)
+    await migrations.upgrade(url, MIGRATIONS_DIR)
+    yield url
+    await drop_database(postgres_server, url)
