@@ -136,9 +136,9 @@ class PostgresServer:
 
 def _start_container(image: str) -> tuple[str, Callable[[], None]]:
     try:
-        from testcontainers.postgres import PostgresContainer
-    except ImportError:  # pragma: no cover - older testcontainers
         from testcontainers.community.postgres import PostgresContainer
+    except ImportError:  # testcontainers before the `community` namespace
+        from testcontainers.postgres import PostgresContainer
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
