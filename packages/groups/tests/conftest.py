@@ -1,4 +1,229 @@
+"""A test application (RosterAuth + the groups router on the test's Postgres) and the people
+who use it: an owner, an admin, a member, an outsider, a superuser, and anonymous."""
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import httpx
+import pytest
+import pytest_asyncio
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
 import roster_auth.models  # noqa: F401  (tables must exist before the plugin creates them)
 import roster_groups.models  # noqa: F401
+from roster_auth import RosterAuth, User
+from roster_auth.testing import bearer_headers, config_for_tests, create_user
+from roster_groups import RosterGroups
+from roster_groups.models import GroupRole, Membership, UserGroup
 
 pytest_plugins = ["roster_db.testing"]
+
+
+def build_app(auth: RosterAuth, sessionmaker: async_sessionmaker[AsyncSession]) -> FastAPI:
+    """The application as roster-api composes it: auth routes, then the groups routes."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[Mapping[str, Any]]:
+        yield {"sessionmaker": sessionmaker}
+
+    app = FastAPI(lifespan=lifespan)
+    for router in auth.routers():
+        app.include_router(router)
+    app.include_router(RosterGroups(auth.current_active_user).router)
+    return app
+
+
+@asynccontextmanager
+async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with (
+        LifespanManager(app) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url="http://roster.test"
+        ) as client,
+    ):
+        yield client
+
+
+@pytest.fixture(scope="session")
+def auth() -> RosterAuth:
+    return RosterAuth(config_for_tests())
+
+
+class SwitchableSessionmaker:
+    """Stands in for a session maker in the lifespan state of an application built once per
+    test session (building one costs ~0.1 s): each test points it at its own session maker."""
+
+    def __init__(self) -> None:
+        self.target: async_sessionmaker[AsyncSession] | None = None
+
+    def __call__(self) -> AsyncSession:
+        assert self.target is not None, "no test is using the application"
+        return self.target()
+
+
+@pytest.fixture(scope="session")
+def switchable_sessionmaker() -> SwitchableSessionmaker:
+    return SwitchableSessionmaker()
+
+
+@pytest.fixture(scope="session")
+def app(auth: RosterAuth, switchable_sessionmaker: SwitchableSessionmaker) -> FastAPI:
+    return build_app(auth, cast(async_sessionmaker[AsyncSession], switchable_sessionmaker))
+
+
+@pytest_asyncio.fixture
+async def client(
+    app: FastAPI,
+    switchable_sessionmaker: SwitchableSessionmaker,
+    db_sessionmaker: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the application, on the test's rolled-back transaction."""
+    switchable_sessionmaker.target = db_sessionmaker
+    try:
+        async with serve(app) as client:
+            yield client
+    finally:
+        switchable_sessionmaker.target = None
+
+
+def unique_email(label: str) -> str:
+    return f"{label}-{uuid.uuid4().hex[:10]}@example.com"
+
+
+@dataclass
+class Person:
+    user: User
+    headers: dict[str, str]
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self.user.id
+
+
+# The people of these tests sign in with minted tokens, never with a password.
+UNUSABLE_PASSWORD_HASH = "!"
+
+
+async def make_people(
+    auth: RosterAuth,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *labels: str,
+    superusers: Collection[str] = (),
+    inactive: Collection[str] = (),
+) -> dict[str, Person]:
+    """Committed users, one per label, written in one transaction, with bearer headers (a JWT
+    minted as /auth/jwt/login would issue it)."""
+    async with sessionmaker() as session:
+        users = {
+            label: User(
+                email=unique_email(label),
+                hashed_password=UNUSABLE_PASSWORD_HASH,
+                display_name=label.replace("_", " ").title(),
+                is_superuser=label in superusers,
+                is_active=label not in inactive,
+                is_verified=True,
+            )
+            for label in labels
+        }
+        session.add_all(users.values())
+        await session.commit()
+    return {
+        label: Person(user=user, headers=await bearer_headers(auth, user))
+        for label, user in users.items()
+    }
+
+
+@pytest.fixture
+def make_person(
+    auth: RosterAuth, db_sessionmaker: async_sessionmaker[AsyncSession]
+) -> Callable[..., Awaitable[Person]]:
+    """`await make_person("label", is_superuser=False)`: one user through roster-auth's own
+    helper (a real password hash), with bearer headers."""
+
+    async def make(label: str = "user", **attributes: Any) -> Person:
+        async with db_sessionmaker() as session:
+            user = await create_user(
+                session, email=unique_email(label), display_name=label.title(), **attributes
+            )
+        return Person(user=user, headers=await bearer_headers(auth, user))
+
+    return make
+
+
+async def add_group(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    name: str,
+    members: Mapping[uuid.UUID, GroupRole],
+) -> int:
+    """A group with the given members, written directly (not through the API)."""
+    async with sessionmaker() as session:
+        group = UserGroup(name=name)
+        session.add(group)
+        await session.flush()
+        assert group.id is not None
+        session.add_all(
+            Membership(group_id=group.id, user_id=user_id, role=role)
+            for user_id, role in members.items()
+        )
+        await session.commit()
+        return group.id
+
+
+@dataclass
+class World:
+    """One group ("Crew") and everyone who may ask about it."""
+
+    group_id: int
+    owner: Person
+    admin: Person
+    member: Person
+    outsider: Person
+    superuser: Person
+    # Targets for membership changes, so that no actor changes their own membership by accident.
+    peer_admin: Person
+    peer_member: Person
+    newcomer: Person
+    people: dict[str, Person] = field(default_factory=dict)
+
+    def headers(self, actor: str) -> dict[str, str]:
+        """The actor's Authorization header; none for "anonymous"."""
+        return {} if actor == "anonymous" else getattr(self, actor).headers
+
+    def person(self, actor: str) -> Person:
+        person: Person = getattr(self, actor)
+        return person
+
+
+@pytest_asyncio.fixture
+async def world(auth: RosterAuth, db_sessionmaker: async_sessionmaker[AsyncSession]) -> World:
+    people = await make_people(
+        auth,
+        db_sessionmaker,
+        "owner",
+        "admin",
+        "member",
+        "outsider",
+        "superuser",
+        "peer_admin",
+        "peer_member",
+        "newcomer",
+        superusers={"superuser"},
+    )
+    group_id = await add_group(
+        db_sessionmaker,
+        "Crew",
+        {
+            people["owner"].id: GroupRole.OWNER,
+            people["admin"].id: GroupRole.ADMIN,
+            people["member"].id: GroupRole.MEMBER,
+            people["peer_admin"].id: GroupRole.ADMIN,
+            people["peer_member"].id: GroupRole.MEMBER,
+        },
+    )
+    return World(group_id=group_id, people=people, **people)

@@ -1,0 +1,164 @@
+"""HTTP only: parse the request, call the service, turn domain errors into status codes."""
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+
+from roster_auth import User, UserDependency, UserRead
+from roster_db import Page, PageParams, PageParamsDep, SessionDep
+from roster_groups import service
+from roster_groups.dependencies import GroupIdPath, domain_errors_as_http
+from roster_groups.models import GroupRole
+from roster_groups.schemas import (
+    GroupCreate,
+    GroupPublic,
+    GroupUpdate,
+    MemberPublic,
+    MembershipCreate,
+    MembershipUpdate,
+)
+
+
+def link_header(request: Request, page: PageParams, total: int) -> str | None:
+    """RFC 8288 links to the neighbouring pages, on the request's own URL."""
+    links: list[str] = []
+    if page.offset + page.limit < total:
+        next_url = request.url.include_query_params(
+            limit=page.limit, offset=page.offset + page.limit
+        )
+        links.append(f'<{next_url}>; rel="next"')
+    if page.offset > 0:
+        previous_url = request.url.include_query_params(
+            limit=page.limit, offset=max(page.offset - page.limit, 0)
+        )
+        links.append(f'<{previous_url}>; rel="prev"')
+    return ", ".join(links) or None
+
+
+def create_groups_router(current_user: UserDependency) -> APIRouter:
+    """Every groups route, authenticated by `current_user` (e.g. `auth.current_active_user`)."""
+    CurrentUser = Annotated[User, Depends(current_user)]  # noqa: N806 - a type alias
+    router = APIRouter(tags=["groups"])
+
+    @router.post("/groups", status_code=status.HTTP_201_CREATED, response_model=GroupPublic)
+    async def create_group(
+        data: GroupCreate, session: SessionDep, user: CurrentUser, response: Response
+    ) -> GroupPublic:
+        """Create a group; the caller becomes its owner."""
+        with domain_errors_as_http():
+            group = await service.create_group(session, user, data)
+        response.headers["Location"] = f"/groups/{group.id}"
+        return group
+
+    @router.get("/groups", response_model=Page[GroupPublic])
+    async def list_groups(
+        session: SessionDep,
+        user: CurrentUser,
+        page: PageParamsDep,
+        all_groups: Annotated[
+            bool, Query(alias="all", description="Every group (superusers only).")
+        ] = False,
+    ) -> Page[GroupPublic]:
+        """The caller's groups with the caller's role, by name; `?all=true` for superusers."""
+        with domain_errors_as_http():
+            if all_groups:
+                return await service.list_all_groups(session, user, page)
+            return await service.list_groups_of(session, user, page)
+
+    @router.get("/groups/{group_id}", response_model=GroupPublic)
+    async def get_group(
+        group_id: GroupIdPath, session: SessionDep, user: CurrentUser
+    ) -> GroupPublic:
+        """A group the caller belongs to."""
+        with domain_errors_as_http():
+            return await service.get_group(session, user, group_id)
+
+    @router.patch("/groups/{group_id}", response_model=GroupPublic)
+    async def update_group(
+        group_id: GroupIdPath, data: GroupUpdate, session: SessionDep, user: CurrentUser
+    ) -> GroupPublic:
+        """Rename or redescribe a group (owner, admin)."""
+        with domain_errors_as_http():
+            return await service.update_group(session, user, group_id, data)
+
+    @router.delete("/groups/{group_id}", status_code=status.HTTP_204_NO_CONTENT)
+    async def delete_group(group_id: GroupIdPath, session: SessionDep, user: CurrentUser) -> None:
+        """Delete a group and its memberships (owner)."""
+        with domain_errors_as_http():
+            await service.delete_group(session, user, group_id)
+
+    @router.get("/groups/{group_id}/members", response_model=Page[MemberPublic])
+    async def list_members(
+        group_id: GroupIdPath,
+        session: SessionDep,
+        user: CurrentUser,
+        page: PageParamsDep,
+        role: Annotated[GroupRole | None, Query(description="Only members with this role.")] = None,
+    ) -> Page[MemberPublic]:
+        """A group's members, longest-standing first."""
+        with domain_errors_as_http():
+            return await service.list_members(session, user, group_id, page, role)
+
+    @router.post(
+        "/groups/{group_id}/members",
+        status_code=status.HTTP_201_CREATED,
+        response_model=MemberPublic,
+    )
+    async def add_member(
+        group_id: GroupIdPath, data: MembershipCreate, session: SessionDep, user: CurrentUser
+    ) -> MemberPublic:
+        """Add a user to a group (owner, admin; only an owner grants owner)."""
+        with domain_errors_as_http():
+            return await service.add_member(session, user, group_id, data)
+
+    @router.patch("/groups/{group_id}/members/{user_id}", response_model=MemberPublic)
+    async def change_role(
+        group_id: GroupIdPath,
+        user_id: uuid.UUID,
+        data: MembershipUpdate,
+        session: SessionDep,
+        user: CurrentUser,
+    ) -> MemberPublic:
+        """Change a member's role (owner); the last owner cannot be demoted."""
+        with domain_errors_as_http():
+            return await service.change_role(session, user, group_id, user_id, data.role)
+
+    @router.delete("/groups/{group_id}/members/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
+    async def remove_member(
+        group_id: GroupIdPath, user_id: uuid.UUID, session: SessionDep, user: CurrentUser
+    ) -> None:
+        """Remove a member (owner; an admin removes plain members; anyone may leave)."""
+        with domain_errors_as_http():
+            await service.remove_member(session, user, group_id, user_id)
+
+    @router.get("/users/me/groups", response_model=Page[GroupPublic])
+    async def my_groups(
+        session: SessionDep, user: CurrentUser, page: PageParamsDep
+    ) -> Page[GroupPublic]:
+        """The caller's groups with the caller's role in each."""
+        return await service.list_groups_of(session, user, page)
+
+    @router.get("/user-groups/{group_id}/users", response_model=list[UserRead])
+    async def group_users(
+        group_id: GroupIdPath,
+        session: SessionDep,
+        user: CurrentUser,
+        page: PageParamsDep,
+        request: Request,
+        response: Response,
+    ) -> list[UserRead]:
+        """A group's users as a bare array (kept for the original example's clients); the
+        `Link` header points to the next page and `X-Total-Count` gives the total."""
+        with domain_errors_as_http():
+            users, total = await service.list_users(session, user, group_id, page)
+        response.headers["X-Total-Count"] = str(total)
+        link = link_header(request, page, total)
+        if link is not None:
+            response.headers["Link"] = link
+        return [UserRead.model_validate(member) for member in users]
+
+    return router
+
+
+__all__ = ["create_groups_router", "link_header"]

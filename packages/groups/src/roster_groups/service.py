@@ -1,0 +1,406 @@
+"""The rules of groups and memberships, and the queries behind them.
+
+Every function takes the request's session and the acting user, checks what that user may do,
+and raises a `roster_groups.errors` exception when the answer is no. Queries load what they
+return (relationships are `lazy="raise"`), and each listing runs a fixed number of statements
+whatever the page size.
+
+Changes to a group's memberships lock the group row first (`FOR NO KEY UPDATE`, which does not
+block the foreign-key checks of concurrent inserts), so two owners who leave at the same time
+cannot both pass the "another owner remains" check. Uniqueness is left to the database: the
+service flushes and maps the SQLSTATE of the violation, so racing requests get a 409, not a
+500.
+"""
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from sqlalchemy import ColumnElement, and_, func
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import contains_eager, joinedload
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from roster_auth import User
+from roster_db import Page, PageParams, is_foreign_key_violation, is_unique_violation
+from roster_groups.errors import (
+    GroupNameAlreadyExistsError,
+    GroupNotFoundError,
+    InsufficientGroupRoleError,
+    LastOwnerError,
+    MemberNotFoundError,
+    MembershipAlreadyExistsError,
+    SuperuserRequiredError,
+    UserNotFoundError,
+)
+from roster_groups.models import GroupRole, Membership, UserGroup
+from roster_groups.schemas import (
+    GroupCreate,
+    GroupPublic,
+    GroupUpdate,
+    MemberPublic,
+    MembershipCreate,
+)
+
+# Higher is more powerful; "at least admin" means admin or owner.
+ROLE_RANK: Final[dict[GroupRole, int]] = {
+    GroupRole.MEMBER: 0,
+    GroupRole.ADMIN: 1,
+    GroupRole.OWNER: 2,
+}
+
+
+def role_at_least(role: GroupRole | None, minimum: GroupRole) -> bool:
+    return role is not None and ROLE_RANK[role] >= ROLE_RANK[minimum]
+
+
+@dataclass(frozen=True)
+class GroupAccess:
+    """A group as seen by one user: what `require_group_role` hands a route."""
+
+    group: UserGroup
+    user: User
+    # None for a superuser who is not a member.
+    role: GroupRole | None
+
+    @property
+    def group_id(self) -> int:
+        assert self.group.id is not None  # a loaded row always has one
+        return self.group.id
+
+    def allows(self, minimum: GroupRole) -> bool:
+        return self.user.is_superuser or role_at_least(self.role, minimum)
+
+
+def _group_public(group: UserGroup, role: GroupRole | None) -> GroupPublic:
+    assert group.id is not None
+    return GroupPublic(
+        id=group.id,
+        name=group.name,
+        description=group.description,
+        created_at=group.created_at,
+        role=role,
+    )
+
+
+def _member_public(membership: Membership) -> MemberPublic:
+    return MemberPublic(
+        user_id=membership.user_id,
+        email=membership.user.email,
+        display_name=membership.user.display_name,
+        role=membership.role,
+        joined_at=membership.joined_at,
+    )
+
+
+def _role_or_none(value: str | None) -> GroupRole | None:
+    # The column's Enum type already returns GroupRole members; this tells the type checker.
+    return None if value is None else GroupRole(value)
+
+
+def _is_member_of(group_id: int, user_id: uuid.UUID) -> ColumnElement[bool]:
+    return and_(col(Membership.group_id) == group_id, col(Membership.user_id) == user_id)
+
+
+async def authorize(
+    session: AsyncSession,
+    user: User,
+    group_id: int,
+    minimum: GroupRole = GroupRole.MEMBER,
+    *,
+    lock: bool = False,
+) -> GroupAccess:
+    """The group and the user's role in it, in one statement, if the user holds at least
+    `minimum` (superusers always do). A non-member learns nothing: the group is "not found".
+    `lock` takes the group's row lock for the rest of the transaction."""
+    statement = (
+        select(UserGroup, Membership.role)
+        .outerjoin(
+            Membership,
+            and_(col(Membership.group_id) == UserGroup.id, col(Membership.user_id) == user.id),
+        )
+        .where(UserGroup.id == group_id)
+    )
+    if lock:
+        statement = statement.with_for_update(of=UserGroup, key_share=True)
+    row = (await session.exec(statement)).first()
+    if row is None:
+        raise GroupNotFoundError
+    group, role = row
+    access = GroupAccess(group=group, user=user, role=_role_or_none(role))
+    if role is None and not user.is_superuser:
+        raise GroupNotFoundError
+    if not access.allows(minimum):
+        raise InsufficientGroupRoleError
+    return access
+
+
+async def _flush_new_group(session: AsyncSession) -> None:
+    try:
+        await session.flush()
+    except IntegrityError as error:
+        if is_unique_violation(error):
+            raise GroupNameAlreadyExistsError from error
+        raise
+
+
+async def create_group(session: AsyncSession, user: User, data: GroupCreate) -> GroupPublic:
+    """A new group, owned by its creator."""
+    group = UserGroup(name=data.name, description=data.description)
+    session.add(group)
+    await _flush_new_group(session)
+    assert group.id is not None
+    session.add(Membership(group_id=group.id, user_id=user.id, role=GroupRole.OWNER))
+    await session.flush()
+    return _group_public(group, GroupRole.OWNER)
+
+
+async def list_groups_of(session: AsyncSession, user: User, page: PageParams) -> Page[GroupPublic]:
+    """The user's groups with their role in each, by name. Two statements."""
+    total = (
+        await session.exec(
+            select(func.count()).select_from(Membership).where(Membership.user_id == user.id)
+        )
+    ).one()
+    memberships = (
+        await session.exec(
+            select(Membership)
+            .join(Membership.group)  # type: ignore[arg-type]
+            .options(contains_eager(Membership.group))  # type: ignore[arg-type]
+            .where(Membership.user_id == user.id)
+            .order_by(func.lower(UserGroup.name), col(UserGroup.id))
+            .limit(page.limit)
+            .offset(page.offset)
+        )
+    ).all()
+    return Page(
+        items=[_group_public(m.group, m.role) for m in memberships],
+        total=total,
+        limit=page.limit,
+        offset=page.offset,
+    )
+
+
+async def list_all_groups(session: AsyncSession, user: User, page: PageParams) -> Page[GroupPublic]:
+    """Every group, with the (superuser) caller's role where they are a member."""
+    if not user.is_superuser:
+        raise SuperuserRequiredError
+    total = (await session.exec(select(func.count()).select_from(UserGroup))).one()
+    rows = (
+        await session.exec(
+            select(UserGroup, Membership.role)
+            .outerjoin(Membership, _is_member_of(UserGroup.id, user.id))  # type: ignore[arg-type]
+            .order_by(func.lower(UserGroup.name), col(UserGroup.id))
+            .limit(page.limit)
+            .offset(page.offset)
+        )
+    ).all()
+    return Page(
+        items=[_group_public(group, _role_or_none(role)) for group, role in rows],
+        total=total,
+        limit=page.limit,
+        offset=page.offset,
+    )
+
+
+async def get_group(session: AsyncSession, user: User, group_id: int) -> GroupPublic:
+    access = await authorize(session, user, group_id)
+    return _group_public(access.group, access.role)
+
+
+async def update_group(
+    session: AsyncSession, user: User, group_id: int, data: GroupUpdate
+) -> GroupPublic:
+    """Rename or redescribe a group (owner, admin)."""
+    access = await authorize(session, user, group_id, GroupRole.ADMIN, lock=True)
+    group = access.group
+    changes = data.model_dump(exclude_unset=True)
+    for field, value in changes.items():
+        setattr(group, field, value)
+    if changes:
+        try:
+            await session.flush()
+        except IntegrityError as error:
+            if is_unique_violation(error):
+                raise GroupNameAlreadyExistsError from error
+            raise
+    return _group_public(group, access.role)
+
+
+async def delete_group(session: AsyncSession, user: User, group_id: int) -> None:
+    """Delete a group and, through ON DELETE CASCADE, its memberships (owner)."""
+    access = await authorize(session, user, group_id, GroupRole.OWNER, lock=True)
+    await session.delete(access.group)
+    await session.flush()
+
+
+async def list_members(
+    session: AsyncSession,
+    user: User,
+    group_id: int,
+    page: PageParams,
+    role: GroupRole | None = None,
+) -> Page[MemberPublic]:
+    """A group's members, longest-standing first. Three statements, whatever the page size."""
+    await authorize(session, user, group_id)
+    conditions = [col(Membership.group_id) == group_id]
+    if role is not None:
+        conditions.append(col(Membership.role) == role)
+    total = (
+        await session.exec(select(func.count()).select_from(Membership).where(*conditions))
+    ).one()
+    memberships = (
+        await session.exec(
+            select(Membership)
+            .options(joinedload(Membership.user))  # type: ignore[arg-type]
+            .where(*conditions)
+            # user_id breaks ties, so pages never overlap or skip.
+            .order_by(col(Membership.joined_at), col(Membership.user_id))
+            .limit(page.limit)
+            .offset(page.offset)
+        )
+    ).all()
+    return Page(
+        items=[_member_public(m) for m in memberships],
+        total=total,
+        limit=page.limit,
+        offset=page.offset,
+    )
+
+
+async def list_users(
+    session: AsyncSession, user: User, group_id: int, page: PageParams
+) -> tuple[Sequence[User], int]:
+    """A group's users (longest-standing members first) and how many there are in all."""
+    await authorize(session, user, group_id)
+    total = (
+        await session.exec(
+            select(func.count()).select_from(Membership).where(Membership.group_id == group_id)
+        )
+    ).one()
+    users = (
+        await session.exec(
+            select(User)
+            .join(Membership, col(Membership.user_id) == User.id)
+            .where(Membership.group_id == group_id)
+            .order_by(col(Membership.joined_at), col(Membership.user_id))
+            .limit(page.limit)
+            .offset(page.offset)
+        )
+    ).all()
+    return users, total
+
+
+async def _membership(session: AsyncSession, group_id: int, user_id: uuid.UUID) -> Membership:
+    membership = (
+        await session.exec(
+            select(Membership)
+            .options(joinedload(Membership.user))  # type: ignore[arg-type]
+            .where(_is_member_of(group_id, user_id))
+        )
+    ).first()
+    if membership is None:
+        raise MemberNotFoundError
+    return membership
+
+
+async def _other_owner_exists(session: AsyncSession, group_id: int, user_id: uuid.UUID) -> bool:
+    other = (
+        await session.exec(
+            select(Membership.user_id)
+            .where(
+                Membership.group_id == group_id,
+                Membership.role == GroupRole.OWNER,
+                Membership.user_id != user_id,
+            )
+            .limit(1)
+        )
+    ).first()
+    return other is not None
+
+
+async def add_member(
+    session: AsyncSession, user: User, group_id: int, data: MembershipCreate
+) -> MemberPublic:
+    """Add a user with a role (owner, admin; only an owner grants owner)."""
+    access = await authorize(session, user, group_id, GroupRole.ADMIN, lock=True)
+    if data.role is GroupRole.OWNER and not access.allows(GroupRole.OWNER):
+        raise InsufficientGroupRoleError
+    new_member = await session.get(User, data.user_id)
+    if new_member is None:
+        raise UserNotFoundError
+    membership = Membership(group_id=group_id, user_id=new_member.id, role=data.role)
+    membership.user = new_member
+    session.add(membership)
+    try:
+        await session.flush()
+    except IntegrityError as error:
+        if is_unique_violation(error):
+            raise MembershipAlreadyExistsError from error
+        if is_foreign_key_violation(error):  # the account was deleted meanwhile
+            raise UserNotFoundError from error
+        raise
+    return _member_public(membership)
+
+
+async def change_role(
+    session: AsyncSession, user: User, group_id: int, member_id: uuid.UUID, role: GroupRole
+) -> MemberPublic:
+    """Give a member another role (owner). The last owner cannot be demoted."""
+    await authorize(session, user, group_id, GroupRole.OWNER, lock=True)
+    membership = await _membership(session, group_id, member_id)
+    if (
+        membership.role is GroupRole.OWNER
+        and role is not GroupRole.OWNER
+        and not await _other_owner_exists(session, group_id, member_id)
+    ):
+        raise LastOwnerError
+    membership.role = role
+    await session.flush()
+    return _member_public(membership)
+
+
+async def remove_member(
+    session: AsyncSession, user: User, group_id: int, member_id: uuid.UUID
+) -> None:
+    """Remove a member: an owner removes anyone, an admin removes plain members, and anyone
+    may leave. The last owner cannot go."""
+    access = await authorize(session, user, group_id, lock=True)
+    leaving = member_id == user.id
+    if not leaving and not access.allows(GroupRole.ADMIN):
+        raise InsufficientGroupRoleError
+    membership = await _membership(session, group_id, member_id)
+    # Admins remove plain members only; owners (and superusers) remove anyone.
+    if (
+        not leaving
+        and membership.role is not GroupRole.MEMBER
+        and not access.allows(GroupRole.OWNER)
+    ):
+        raise InsufficientGroupRoleError
+    if membership.role is GroupRole.OWNER and not await _other_owner_exists(
+        session, group_id, member_id
+    ):
+        raise LastOwnerError
+    await session.delete(membership)
+    await session.flush()
+
+
+__all__ = [
+    "ROLE_RANK",
+    "GroupAccess",
+    "add_member",
+    "authorize",
+    "change_role",
+    "create_group",
+    "delete_group",
+    "get_group",
+    "list_all_groups",
+    "list_groups_of",
+    "list_members",
+    "list_users",
+    "remove_member",
+    "role_at_least",
+    "update_group",
+]
