@@ -7,6 +7,8 @@ from pydantic import BaseModel, ConfigDict
 
 DEFAULT_LIMIT: Final = 50
 MAX_LIMIT: Final = 100
+# Postgres takes OFFSET as a BIGINT: a larger value is a client error, not a database error.
+MAX_OFFSET: Final = 2**63 - 1
 
 ItemT = TypeVar("ItemT")
 
@@ -24,7 +26,7 @@ def page_params(
     limit: Annotated[
         int, Query(ge=1, le=MAX_LIMIT, description=f"Page size, at most {MAX_LIMIT}.")
     ] = DEFAULT_LIMIT,
-    offset: Annotated[int, Query(ge=0, description="Items to skip.")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Items to skip.")] = 0,
 ) -> PageParams:
     return PageParams(limit=limit, offset=offset)
 
