@@ -4,11 +4,15 @@ migrated once per session, and apps built on it."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 import pytest_asyncio
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
 
 import roster_api.models  # noqa: F401  (every member's tables, before the plugin creates them)
 from roster_api import migrations
@@ -20,6 +24,9 @@ if TYPE_CHECKING:
 pytest_plugins = ["roster_db.testing"]
 
 MIGRATIONS_DIR: Final = Path(__file__).resolve().parents[3] / "migrations"
+BASE_URL: Final = "http://roster.test"
+# Nothing listens on port 1 of the loopback: connecting is refused at once.
+UNREACHABLE_DATABASE_URL: Final = "postgresql+asyncpg://roster:unused@127.0.0.1:1/roster"
 
 
 def make_settings(**overrides: Any) -> Settings:
@@ -49,3 +56,13 @@ async def migrated_database_url(postgres_server: PostgresServer) -> AsyncIterato
     await migrations.upgrade(url, MIGRATIONS_DIR)
     yield url
     await drop_database(postgres_server, url)
+
+
+@asynccontextmanager
+async def serve(app: FastAPI) -> AsyncIterator[AsyncClient]:
+    """The app with its lifespan running, over real HTTP semantics through ASGI."""
+    async with (
+        LifespanManager(app) as manager,
+        AsyncClient(transport=ASGITransport(app=manager.app), base_url=BASE_URL) as client,
+    ):
+        yield client

@@ -1,0 +1,172 @@
+"""The application: composition only. The members bring the routes; this module wires them to
+the settings, the database, the error answers, CORS and the logs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+from typing import Any, Final
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from roster_api.database import display_url
+from roster_api.health import create_health_router
+from roster_api.logging import configure_logging
+from roster_api.middleware import (
+    AccessLogMiddleware,
+    BodySizeLimitMiddleware,
+    ErrorResponseMiddleware,
+)
+from roster_api.migrations import head_revision
+from roster_api.openapi import install_openapi
+from roster_api.settings import Settings, load_settings, variable_name
+from roster_auth import AuthConfig, LoggingMailer, Mailer, RosterAuth, SmtpMailer
+from roster_db import create_engine, create_sessionmaker
+from roster_db.dependencies import SESSIONMAKER_STATE
+from roster_groups import create_groups_router
+
+logger = logging.getLogger(__name__)
+
+TITLE: Final = "roster"
+DESCRIPTION: Final = (
+    "Accounts (FastAPI Users) and groups with memberships (SQLModel) on one Postgres. "
+    "Log in at `/auth/jwt/login` and send the token as `Authorization: Bearer <token>`."
+)
+TAGS: Final = [
+    {
+        "name": "auth",
+        "description": "Log in and out (bearer JWT or cookie), register, "
+        "verify an email address, reset a forgotten password.",
+    },
+    {"name": "users", "description": "Your own account, and every account for superusers."},
+    {"name": "groups", "description": "Groups, their members and the members' roles."},
+    {"name": "health", "description": "Liveness and readiness probes."},
+]
+
+
+def build_mailer(settings: Settings) -> Mailer:
+    """SMTP when configured; otherwise development logs whole mails (links included) and
+    production logs only that a mail was due."""
+    if settings.smtp_host is not None:
+        return SmtpMailer(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            sender=settings.smtp_sender,
+            username=settings.smtp_username,
+            password=(
+                settings.smtp_password.get_secret_value()
+                if settings.smtp_password is not None
+                else None
+            ),
+            security=settings.smtp_security,
+        )
+    return LoggingMailer(reveal_content=not settings.is_production)
+
+
+def build_auth_config(settings: Settings) -> AuthConfig:
+    return AuthConfig(
+        access_token_secret=settings.secret("access_token_secret"),
+        reset_password_secret=settings.secret("reset_password_secret"),
+        verify_secret=settings.secret("verify_secret"),
+        access_token_lifetime_seconds=settings.access_token_lifetime_seconds,
+        cookie_token_lifetime_seconds=settings.cookie_token_lifetime_seconds,
+        cookie_secure=settings.cookie_secure,
+        cookie_samesite=settings.cookie_samesite,
+        registration_enabled=settings.registration_enabled,
+        public_base_url=settings.public_base_url,
+        mailer=build_mailer(settings),
+        development=not settings.is_production,
+    )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession] | None = None,
+    auth_config: AuthConfig | None = None,
+) -> FastAPI:
+    """The roster API. Nothing connects here: the lifespan builds the engine and session maker
+    (or uses `sessionmaker` when given, as tests do) and disposes of them on shutdown."""
+    database_url = settings.database_url_value()
+    if sessionmaker is None and database_url is None:
+        raise RuntimeError(
+            f"{variable_name('database_url')} is not set (`roster serve` starts an embedded "
+            "Postgres when it is not)"
+        )
+    expected_revision = head_revision(settings.resolved_migrations_dir())
+    auth = RosterAuth(auth_config if auth_config is not None else build_auth_config(settings))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        for variable in settings.uses_development_secrets():
+            logger.warning("%s is not set: using its marked development value", variable)
+        if sessionmaker is not None:
+            yield {SESSIONMAKER_STATE: sessionmaker}
+            return
+        assert database_url is not None
+        engine = create_engine(
+            database_url,
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_max_overflow,
+            pool_timeout=settings.database_pool_timeout_seconds,
+            connect_timeout=settings.database_connect_timeout_seconds,
+        )
+        logger.info(
+            "roster API starting",
+            extra={
+                "environment": settings.environment.value,
+                "database": display_url(database_url),
+                "migration_head": expected_revision,
+            },
+        )
+        try:
+            yield {SESSIONMAKER_STATE: create_sessionmaker(engine)}
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title=TITLE,
+        version=version("roster-api"),
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+    )
+    for router in auth.routers():
+        app.include_router(router)
+    app.include_router(create_groups_router(auth.current_active_user))
+    app.include_router(create_health_router(expected_revision))
+    app.state.auth = auth
+
+    # Innermost first: the body limit sits next to the routes, errors become JSON above it,
+    # CORS headers reach error answers too, and the access log sees the final status.
+    app.add_middleware(BodySizeLimitMiddleware, max_body_size=settings.max_body_size)
+    app.add_middleware(ErrorResponseMiddleware)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            # The cookie backend needs credentials; CORS forbids them with a wildcard origin.
+            allow_credentials="*" not in settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["Retry-After"],
+        )
+    app.add_middleware(AccessLogMiddleware)
+    install_openapi(app)
+    return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """The factory `roster serve` hands to uvicorn (`roster_api.app:create_app_from_environment`
+    with `factory=True`): every worker process reads the settings and configures its logs."""
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.resolved_log_format)
+    return create_app(settings)
+
+
+__all__ = ["build_auth_config", "build_mailer", "create_app", "create_app_from_environment"]

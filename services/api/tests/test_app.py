@@ -1,0 +1,306 @@
+"""The composed application over HTTP (ASGI): health, the error answers the service adds
+(503, 413, 500, 404, 422), CORS, and the published OpenAPI schema."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from roster_api import migrations
+from roster_api.app import create_app
+from roster_auth import RosterAuth, User
+from roster_auth.testing import DEFAULT_PASSWORD, config_for_tests
+from roster_db.testing import CreateDatabase
+
+from .conftest import UNREACHABLE_DATABASE_URL, make_settings, serve
+
+Sessionmaker = async_sessionmaker[AsyncSession]
+
+
+def app_on(database_url: str, **settings: object) -> FastAPI:
+    return create_app(
+        make_settings(database_url=database_url, **settings), auth_config=config_for_tests()
+    )
+
+
+def app_with(sessionmaker: Sessionmaker, **settings: object) -> FastAPI:
+    return create_app(
+        make_settings(**settings), sessionmaker=sessionmaker, auth_config=config_for_tests()
+    )
+
+
+async def count_users(sessionmaker: Sessionmaker) -> int:
+    async with sessionmaker() as session:
+        return (await session.scalar(select(func.count()).select_from(User))) or 0
+
+
+# --- health ---------------------------------------------------------------------------------
+
+
+async def test_live_answers_without_a_database() -> None:
+    async with serve(app_on(UNREACHABLE_DATABASE_URL)) as client:
+        response = await client.get("/health/live")
+    assert response.status_code == 200
+    assert response.json() == {"status": "alive"}
+
+
+async def test_ready_on_a_migrated_database_names_the_revision(
+    migrated_database_url: str, migrations_dir: Path
+) -> None:
+    async with serve(app_on(migrated_database_url)) as client:
+        response = await client.get("/health/ready")
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ready",
+        "revision": migrations.head_revision(migrations_dir),
+    }
+
+
+async def test_ready_on_a_database_never_migrated_says_so(create_database: CreateDatabase) -> None:
+    async with serve(app_on(await create_database())) as client:
+        response = await client.get("/health/ready")
+    assert response.status_code == 503
+    detail = response.json()["detail"]
+    assert detail["code"] == "DATABASE_NOT_MIGRATED"
+    assert "never been migrated" in detail["reason"]
+
+
+async def test_ready_on_a_database_behind_the_code_names_both_revisions(
+    create_database: CreateDatabase, migrations_dir: Path
+) -> None:
+    url = await create_database()
+    first = migrations.history(migrations_dir)[-1].revision
+    await migrations.upgrade(url, migrations_dir, first)
+    async with serve(app_on(url)) as client:
+        response = await client.get("/health/ready")
+    assert response.status_code == 503
+    reason = response.json()["detail"]["reason"]
+    assert f"is at {first}" in reason
+    assert migrations.head_revision(migrations_dir) in reason
+
+
+# --- the database away ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/health/ready", None),
+        ("POST", "/auth/register", {"email": "a@example.com", "password": DEFAULT_PASSWORD}),
+        ("GET", "/users/me", None),
+    ],
+)
+async def test_an_unreachable_database_gives_503_with_retry_after(
+    method: str, path: str, body: object
+) -> None:
+    async with serve(app_on(UNREACHABLE_DATABASE_URL)) as client:
+        # A well-formed token, so /users/me reaches the database to find the user.
+        token = await create_app_token()
+        response = await client.request(
+            method, path, json=body, headers={"Authorization": f"Bearer {token}"}
+        )
+    assert response.status_code == 503
+    assert response.json() == {"detail": "DATABASE_UNAVAILABLE"}
+    assert int(response.headers["Retry-After"]) > 0
+
+
+async def create_app_token() -> str:
+    """A valid JWT for a user that does not exist (signature and claims as the app expects)."""
+    auth = RosterAuth(config_for_tests())
+    return await auth.access_token(User(id=uuid.uuid4(), email="ghost@example.com"))
+
+
+async def test_login_against_an_unreachable_database_is_503_not_500() -> None:
+    async with serve(app_on(UNREACHABLE_DATABASE_URL)) as client:
+        response = await client.post(
+            "/auth/jwt/login", data={"username": "a@example.com", "password": DEFAULT_PASSWORD}
+        )
+    assert response.status_code == 503
+    assert response.json() == {"detail": "DATABASE_UNAVAILABLE"}
+
+
+# --- body size ------------------------------------------------------------------------------
+
+
+async def test_a_body_within_the_limit_is_served(db_sessionmaker: Sessionmaker) -> None:
+    async with serve(app_with(db_sessionmaker, max_body_size=1024)) as client:
+        response = await client.post(
+            "/auth/register", json={"email": "fits@example.com", "password": DEFAULT_PASSWORD}
+        )
+    assert response.status_code == 201, response.text
+    assert await count_users(db_sessionmaker) == 1
+
+
+async def test_a_declared_oversized_body_is_refused_before_reading(
+    db_sessionmaker: Sessionmaker,
+) -> None:
+    body = {"email": "big@example.com", "password": DEFAULT_PASSWORD, "display_name": "x" * 2000}
+    async with serve(app_with(db_sessionmaker, max_body_size=1024)) as client:
+        response = await client.post("/auth/register", json=body)
+    assert response.status_code == 413
+    assert response.json() == {"detail": "REQUEST_BODY_TOO_LARGE"}
+    assert await count_users(db_sessionmaker) == 0
+
+
+async def test_a_chunked_body_growing_past_the_limit_is_refused(
+    db_sessionmaker: Sessionmaker,
+) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"email": "chunked@example.com", "password": "' + DEFAULT_PASSWORD.encode()
+        for _ in range(10):
+            yield b"x" * 200
+        yield b'"}'
+
+    async with serve(app_with(db_sessionmaker, max_body_size=1024)) as client:
+        response = await client.post(
+            "/auth/register", content=chunks(), headers={"Content-Type": "application/json"}
+        )
+        assert "content-length" not in response.request.headers
+    assert response.status_code == 413
+    assert response.json() == {"detail": "REQUEST_BODY_TOO_LARGE"}
+    assert await count_users(db_sessionmaker) == 0
+
+
+async def test_an_oversized_form_login_is_refused(db_sessionmaker: Sessionmaker) -> None:
+    async with serve(app_with(db_sessionmaker, max_body_size=256)) as client:
+        response = await client.post(
+            "/auth/jwt/login", data={"username": "a@example.com", "password": "p" * 500}
+        )
+    assert response.status_code == 413
+    assert response.json() == {"detail": "REQUEST_BODY_TOO_LARGE"}
+
+
+# --- one error shape ------------------------------------------------------------------------
+
+
+async def test_unknown_routes_keep_fastapis_404(db_sessionmaker: Sessionmaker) -> None:
+    async with serve(app_with(db_sessionmaker)) as client:
+        response = await client.get("/no/such/route")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not Found"}
+
+
+async def test_validation_errors_are_422_with_a_detail_list(
+    db_sessionmaker: Sessionmaker,
+) -> None:
+    async with serve(app_with(db_sessionmaker)) as client:
+        response = await client.post("/auth/register", json={"email": "not an email"})
+    assert response.status_code == 422
+    fields = {tuple(error["loc"]) for error in response.json()["detail"]}
+    assert ("body", "email") in fields
+    assert ("body", "password") in fields
+
+
+async def test_an_unexpected_error_is_a_logged_500_without_statement_parameters(
+    db_sessionmaker: Sessionmaker, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = app_with(db_sessionmaker)
+
+    @app.get("/broken")
+    async def broken() -> None:
+        async with db_sessionmaker() as session:
+            # A NOT NULL violation whose parameters carry a value that must not reach logs.
+            await session.execute(
+                text('INSERT INTO "user" (id, email, hashed_password) VALUES (:id, :email, :h)'),
+                {"id": None, "email": "x@example.com", "h": "argon2-hash-that-must-stay-secret"},
+            )
+
+    with caplog.at_level(logging.ERROR, logger="roster_api"):
+        async with serve(app) as client:
+            response = await client.get("/broken")
+    assert response.status_code == 500
+    assert response.json() == {"detail": "INTERNAL_SERVER_ERROR"}
+    [record] = [r for r in caplog.records if r.getMessage() == "unhandled error"]
+    assert record.__dict__["error"] == "IntegrityError"
+    assert record.__dict__["sqlstate"] == "23502"
+    assert "in broken" in record.__dict__["traceback"]
+    assert "argon2-hash-that-must-stay-secret" not in caplog.text
+    assert "argon2-hash-that-must-stay-secret" not in str(record.__dict__)
+
+
+# --- CORS -----------------------------------------------------------------------------------
+
+
+async def test_cors_allows_configured_origins_only() -> None:
+    app = app_on(UNREACHABLE_DATABASE_URL, cors_origins=["https://app.example"])
+    async with serve(app) as client:
+        preflight = await client.options(
+            "/auth/jwt/login",
+            headers={
+                "Origin": "https://app.example",
+                "Access-Control-Request-Method": "POST",
+            },
+        )
+        stranger = await client.options(
+            "/auth/jwt/login",
+            headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+        )
+        # Error answers carry the header too, so a browser client can read them.
+        unavailable = await client.get("/health/ready", headers={"Origin": "https://app.example"})
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "https://app.example"
+    assert preflight.headers["access-control-allow-credentials"] == "true"
+    assert "access-control-allow-origin" not in stranger.headers
+    assert unavailable.status_code == 503
+    assert unavailable.headers["access-control-allow-origin"] == "https://app.example"
+
+
+# --- OpenAPI --------------------------------------------------------------------------------
+
+
+def operations(schema: dict[str, object]) -> list[tuple[str, str, dict[str, object]]]:
+    paths = schema["paths"]
+    assert isinstance(paths, dict)
+    return [
+        (path, method, operation)
+        for path, item in paths.items()
+        for method, operation in item.items()
+        if method in {"get", "post", "put", "patch", "delete"}
+    ]
+
+
+def test_openapi_publishes_the_errors_each_route_returns(db_sessionmaker: Sessionmaker) -> None:
+    schema = app_with(db_sessionmaker).openapi()
+    assert schema["info"]["title"] == "roster"
+    assert schema["info"]["version"]
+    assert {tag["name"] for tag in schema["tags"]} >= {"auth", "users", "groups", "health"}
+    assert "ErrorBody" in schema["components"]["schemas"]
+    found = operations(schema)
+    assert {
+        "/auth/jwt/login",
+        "/auth/register",
+        "/users/me",
+        "/groups",
+        "/groups/{group_id}/members",
+        "/user-groups/{group_id}/users",
+        "/health/live",
+        "/health/ready",
+    } <= {path for path, _, _ in found}
+    for path, method, operation in found:
+        responses = operation["responses"]
+        assert isinstance(responses, dict)
+        where = f"{method.upper()} {path}"
+        if path == "/health/live":
+            assert "503" not in responses, where
+        else:
+            assert "503" in responses, where
+        if "requestBody" in operation:
+            assert {"413", "422"} <= set(responses), where
+        if operation.get("security"):
+            assert "401" in responses, where
+
+
+def test_openapi_of_the_login_route_keeps_fastapi_users_own_errors(
+    db_sessionmaker: Sessionmaker,
+) -> None:
+    schema = app_with(db_sessionmaker).openapi()
+    login = schema["paths"]["/auth/jwt/login"]["post"]["responses"]
+    assert "400" in login  # LOGIN_BAD_CREDENTIALS, declared by FastAPI Users

@@ -1,0 +1,113 @@
+"""Settings: the environment in, and production refusing what would be unsafe, naming the
+variable to fix."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from roster_api.settings import DEVELOPMENT_SECRETS, Environment, LogFormat, Settings
+
+from .conftest import make_settings
+
+GOOD_SECRETS = {
+    "access_token_secret": "Zq3v7Xb1Lw9Rk2Tn5Hj8Mf4Pd6Sc0Ga-access",
+    "reset_password_secret": "Yp2u6Wa0Kv8Qj1Sm4Gi7Le3Oc5Rb9Fz-reset",
+    "verify_secret": "Xo1t5Vz9Ju7Pi0Rl3Fh6Kd2Nb4Qa8Ey-verify",
+}
+PRODUCTION_URL = "postgresql+asyncpg://roster:pw@db.internal:5432/roster"
+
+
+def production(**overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "environment": "production",
+        "database_url": PRODUCTION_URL,
+        "log_format": None,
+        **GOOD_SECRETS,
+    }
+    values.update(overrides)
+    return make_settings(**values)
+
+
+def refusal(**overrides: object) -> str:
+    with pytest.raises(ValidationError) as raised:
+        production(**overrides)
+    return str(raised.value)
+
+
+def test_production_accepts_strong_distinct_secrets() -> None:
+    settings = production()
+    assert settings.is_production
+    assert settings.uses_development_secrets() == []
+    assert settings.resolved_log_format is LogFormat.JSON
+
+
+def test_production_refuses_missing_secrets_and_url_naming_each_variable() -> None:
+    message = refusal(
+        database_url=None, access_token_secret=None, reset_password_secret=None, verify_secret=None
+    )
+    for variable in (
+        "ROSTER_DATABASE_URL",
+        "ROSTER_ACCESS_TOKEN_SECRET",
+        "ROSTER_RESET_PASSWORD_SECRET",
+        "ROSTER_VERIFY_SECRET",
+    ):
+        assert variable in message
+
+
+def test_production_refuses_a_short_secret() -> None:
+    message = refusal(verify_secret="x" * 31)
+    assert "ROSTER_VERIFY_SECRET is shorter than 32 bytes" in message
+    assert "ROSTER_ACCESS_TOKEN_SECRET" not in message
+
+
+@pytest.mark.parametrize(
+    "placeholder",
+    [
+        "changeme-changeme-changeme-changeme",
+        "please-replace-me-with-a-real-secret-value",
+        DEVELOPMENT_SECRETS["access_token_secret"],
+    ],
+)
+def test_production_refuses_placeholders(placeholder: str) -> None:
+    message = refusal(access_token_secret=placeholder)
+    assert "ROSTER_ACCESS_TOKEN_SECRET is a placeholder value" in message
+
+
+def test_production_refuses_one_secret_for_two_purposes() -> None:
+    message = refusal(verify_secret=GOOD_SECRETS["access_token_secret"])
+    assert "ROSTER_VERIFY_SECRET has the same value as ROSTER_ACCESS_TOKEN_SECRET" in message
+
+
+def test_development_runs_on_marked_development_secrets() -> None:
+    settings = make_settings()
+    assert settings.environment is Environment.DEVELOPMENT
+    assert settings.uses_development_secrets() == [
+        "ROSTER_ACCESS_TOKEN_SECRET",
+        "ROSTER_RESET_PASSWORD_SECRET",
+        "ROSTER_VERIFY_SECRET",
+    ]
+    value = settings.secret("access_token_secret").get_secret_value()
+    assert value.startswith("development-")
+    assert len(value) >= 32
+    assert settings.resolved_log_format is LogFormat.CONSOLE
+
+
+def test_environment_variables_are_read_with_the_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROSTER_DATABASE_URL", "postgresql://u:p@h:5432/d")
+    monkeypatch.setenv("ROSTER_CORS_ORIGINS", "https://a.example, https://b.example")
+    monkeypatch.setenv("ROSTER_MAX_BODY_SIZE", "2048")
+    monkeypatch.setenv("ROSTER_LOG_LEVEL", "debug")
+    settings = Settings(_env_file=None)
+    # Hosting providers hand out postgresql:// URLs; roster talks asyncpg.
+    assert settings.database_url_value() == "postgresql+asyncpg://u:p@h:5432/d"
+    assert settings.cors_origins == ["https://a.example", "https://b.example"]
+    assert settings.max_body_size == 2048
+    assert settings.log_level == "DEBUG"
+
+
+def test_secrets_stay_out_of_the_settings_repr() -> None:
+    settings = production()
+    text = repr(settings)
+    assert GOOD_SECRETS["access_token_secret"] not in text
+    assert "pw@db.internal" not in text
