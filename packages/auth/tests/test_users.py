@@ -217,3 +217,38 @@ async def test_superusers_create_users_with_flags(
     )
     assert weak.status_code == 400
     assert weak.json()["detail"]["code"] == "REGISTER_INVALID_PASSWORD"
+
+
+async def test_null_for_a_field_that_cannot_be_null_leaves_it_unchanged(
+    client: AsyncClient, make_user: MakeUser, jwt_login: Login
+) -> None:
+    await make_user(email="admin@example.org", is_superuser=True)
+    target = await make_user(email="otto@example.org", display_name="Otto")
+    admin = bearer(await jwt_login("admin@example.org"))
+    nulls = {
+        "email": None,
+        "password": None,
+        "is_active": None,
+        "is_superuser": None,
+        "is_verified": None,
+    }
+    response = await client.patch(
+        f"/users/{target.id}", headers=admin, json={**nulls, "display_name": None}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["email"], body["is_active"], body["is_verified"]) == (
+        "otto@example.org",
+        True,
+        True,
+    )
+    assert body["display_name"] is None  # nullable: cleared
+    assert await jwt_login("otto@example.org", DEFAULT_PASSWORD)
+
+    created = await client.post(
+        "/users",
+        headers=admin,
+        json={"email": "pam@example.org", "password": DEFAULT_PASSWORD, "is_active": None},
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["is_active"] is True

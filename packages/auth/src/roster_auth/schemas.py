@@ -2,11 +2,26 @@
 
 import uuid
 from datetime import datetime
+from typing import Any, Final
 
 from fastapi_users import schemas
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from roster_auth.models import DISPLAY_NAME_MAX_LENGTH
+
+# Columns that cannot hold NULL. FastAPI Users' schemas accept null for them, which the
+# database then refuses (a 500); here a null is read as "not given".
+_NOT_NULLABLE: Final = frozenset({"email", "password", "is_active", "is_superuser", "is_verified"})
+
+
+def _drop_nulls(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {
+            key: value
+            for key, value in data.items()
+            if not (value is None and key in _NOT_NULLABLE)
+        }
+    return data
 
 
 class UserRead(schemas.BaseUser[uuid.UUID]):
@@ -17,6 +32,13 @@ class UserRead(schemas.BaseUser[uuid.UUID]):
 class UserCreate(schemas.BaseUserCreate):
     display_name: str | None = Field(default=None, max_length=DISPLAY_NAME_MAX_LENGTH)
 
+    _nulls_are_absent = model_validator(mode="before")(_drop_nulls)
+
 
 class UserUpdate(schemas.BaseUserUpdate):
+    """Fields left out, or null where the column cannot be null, stay as they are; a null
+    `display_name` clears it."""
+
     display_name: str | None = Field(default=None, max_length=DISPLAY_NAME_MAX_LENGTH)
+
+    _nulls_are_absent = model_validator(mode="before")(_drop_nulls)
