@@ -29,6 +29,7 @@ STATS_PATH: Final = "/__bench__/stats"
 @dataclass
 class Counters:
     requests: int = 0
+    in_flight: int = 0  # requests started and not yet finished
     statements: int = 0
     round_trips: int = 0
 
@@ -42,6 +43,7 @@ class Counters:
     def snapshot(self) -> dict[str, int]:
         return {
             "requests": self.requests,
+            "in_flight": self.in_flight,
             "statements": self.statements,
             "round_trips": self.round_trips,
             "rss_bytes": psutil.Process().memory_info().rss,
@@ -73,4 +75,10 @@ class StatsEndpoint:
                 await send({"type": "http.response.body", "body": body})
                 return
             self.counters.requests += 1
+            self.counters.in_flight += 1
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                self.counters.in_flight -= 1
+            return
         await self.app(scope, receive, send)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 # Load generators print their result on one line that starts with this marker.
 RESULT_MARKER = "BENCH_RESULT "
@@ -18,6 +18,8 @@ class LoadResult:
     duration_s: float
     p50_ms: float
     p99_ms: float
+    # What the errors were: "404": 3, "timeout": 1, ...
+    error_kinds: dict[str, int] = field(default_factory=dict)
 
     @property
     def requests_per_s(self) -> float:
@@ -37,6 +39,11 @@ class LoadResult:
                     duration_s=float(data["duration_s"]),
                     p50_ms=float(data["p50_ms"]),
                     p99_ms=float(data["p99_ms"]),
+                    error_kinds={
+                        str(kind): int(count)
+                        for kind, count in data.get("error_kinds", {}).items()
+                        if int(count) > 0
+                    },
                 )
         raise ValueError(f"no {RESULT_MARKER.strip()} line in the load generator's output")
 

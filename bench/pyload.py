@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ class Tally:
     deadline: float
     max_requests: int
     issued: int = 0
-    errors: int = 0
+    error_kinds: collections.Counter[str] = field(default_factory=collections.Counter)
     latencies: list[float] = field(default_factory=list)
 
     def next_request(self) -> HttpRequest | None:
@@ -94,15 +95,15 @@ async def _connection_loop(tally: Tally, port: int, request_timeout_s: float) ->
                 status = await asyncio.wait_for(
                     _exchange(connection, reader, writer, request, port), request_timeout_s
                 )
-            except (OSError, TimeoutError, h11.ProtocolError):
-                tally.errors += 1
+            except (OSError, TimeoutError, h11.ProtocolError) as error:
+                tally.error_kinds["timeout" if isinstance(error, TimeoutError) else "socket"] += 1
                 if writer is not None:
                     writer.close()
                 reader = writer = None
                 continue
             tally.latencies.append(time.perf_counter() - started)
             if not 200 <= status < 300:
-                tally.errors += 1
+                tally.error_kinds[str(status)] += 1
     finally:
         if writer is not None:
             writer.close()
@@ -124,10 +125,11 @@ async def drive(
     latencies = sorted(tally.latencies)
     return LoadResult(
         requests=len(latencies),
-        errors=tally.errors,
+        errors=sum(tally.error_kinds.values()),
         duration_s=elapsed,
         p50_ms=percentile(latencies, 0.50) * 1000,
         p99_ms=percentile(latencies, 0.99) * 1000,
+        error_kinds=dict(tally.error_kinds),
     )
 
 

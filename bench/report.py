@@ -65,7 +65,7 @@ class Report:
                 f"{m.load.requests_per_s:,.0f}",
                 _ms(m.load.p50_ms),
                 _ms(m.load.p99_ms),
-                f"{m.load.errors:,}",
+                _errors(m.load),
                 _count(m.statements_per_request),
                 _count(m.round_trips_per_request),
                 f"{m.rss_mb:.0f}",
@@ -229,6 +229,13 @@ class Report:
             ).rstrip()
             + "\n"
         )
+
+
+def _errors(load: LoadResult) -> str:
+    if not load.errors:
+        return "0"
+    kinds = ", ".join(f"{kind}: {count}" for kind, count in sorted(load.error_kinds.items()))
+    return f"{load.errors:,} ({kinds})" if kinds else f"{load.errors:,}"
 
 
 def _ratio(value: float, reference: float) -> float:

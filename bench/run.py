@@ -28,18 +28,16 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from bench import dataset, postgres
+from bench import dataset, postgres, profiling
 from bench.generators import Generator, LoadSettings, wrk_available
 from bench.pinning import plan_cores
 from bench.report import MIB, Measurement, Report, machine_description
-from bench.scenarios import Scenario, build_scenarios
+from bench.scenarios import Kind, Scenario, build_scenarios
 from bench.servers import RunningServer, UvicornOptions, serve
 
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_RESULTS = BENCH_DIR / "RESULTS.md"
 NOTES = BENCH_DIR / "NOTES.md"
-# Requests still in flight when the load generator stops finish within this.
-SETTLE_S = 0.3
 
 
 @dataclass(frozen=True)
@@ -89,13 +87,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "nowhere for --tiny)",
     )
     parser.add_argument("--json", type=Path, help="also write the measurements as JSON here")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="after measuring each read or login scenario, sample the server with py-spy "
+        "during one more run and write a per-function summary to DIR",
+    )
     return parser.parse_args(argv)
 
 
 def roster_environment(database_url: str, jwt_secret: str) -> dict[str, str]:
-    """Production settings, as a deployment gives them."""
+    """Production settings, as a deployment gives them, with the access log off: it logs at
+    INFO, so WARNING silences it (and the floor has none)."""
     return {
         "ROSTER_ENVIRONMENT": "production",
+        "ROSTER_LOG_LEVEL": "WARNING",
         "ROSTER_DATABASE_URL": database_url,
         "ROSTER_ACCESS_TOKEN_SECRET": jwt_secret,
         "ROSTER_RESET_PASSWORD_SECRET": secrets.token_urlsafe(48),
@@ -131,10 +138,12 @@ def check_parity(roster: RunningServer, floor: RunningServer, scenarios: list[Sc
             ]  # fmt: skip
             bodies = [answer.json() for answer in answers]
             statuses = [answer.status_code for answer in answers]
-            if statuses != [200, 200] or bodies[0] != bodies[1]:
+            totals = [answer.headers.get("x-total-count") for answer in answers]
+            if statuses != [200, 200] or bodies[0] != bodies[1] or totals[0] != totals[1]:
                 raise RuntimeError(
                     f"roster and the floor disagree on {request.method} {request.path}: "
-                    f"{statuses}\nroster: {bodies[0]!r:.1500}\nfloor:  {bodies[1]!r:.1500}"
+                    f"{statuses}, X-Total-Count {totals}\n"
+                    f"roster: {bodies[0]!r:.1500}\nfloor:  {bodies[1]!r:.1500}"
                 )
 
 
@@ -145,11 +154,9 @@ def measure(
     print(f"  {server.name:6} {scenario.title}", file=sys.stderr, flush=True)
     if mode.warmup_s > 0:
         load.run(scenario.warmup_plan, server.port, mode.warmup_s, name + "-warmup")
-        time.sleep(SETTLE_S)
-    before = server.stats()
+    before = server.idle_stats()
     result = load.run(scenario.plan, server.port, mode.duration_s, name)
-    time.sleep(SETTLE_S)
-    after = server.stats()
+    after = server.idle_stats()
     served = after.requests - before.requests
     return Measurement(
         key=scenario.key,
@@ -242,9 +249,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 check_parity(roster, floor, scenarios)
                 print(f"running {len(scenarios)} scenarios", file=sys.stderr, flush=True)
                 for scenario in scenarios:
-                    measurements.append(measure(roster, scenario, load, mode))
-                    if scenario.on_floor:
-                        measurements.append(measure(floor, scenario, load, mode))
+                    servers = [roster, floor] if scenario.on_floor else [roster]
+                    for server in servers:
+                        measurements.append(measure(server, scenario, load, mode))
+                        if args.profile is not None and scenario.kind is not Kind.WRITE:
+                            summary = profiling.profile(
+                                server, scenario, load, mode.duration_s, args.profile
+                            )
+                            print(f"    profile: {summary}", file=sys.stderr, flush=True)
         finally:
             asyncio.run(postgres.drop_database(server_url, database_url))
 
@@ -253,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         " " + shlex.join(sys.argv[1:]) if argv is None and sys.argv[1:] else ""
     )
     generator_text = (
-        f"{tool_version(['wrk', '--version'])}, 1 thread"
+        f"{' '.join(tool_version(['wrk', '--version']).split()[:2])}, 1 thread"
         if generator == "wrk"
         else "bench.pyload (Python fallback, asyncio + h11)"
     )

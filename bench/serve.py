@@ -1,5 +1,5 @@
-"""Roster as production builds it (`roster_api.app.create_app` with settings from the
-environment), plus the bench's counters: what uvicorn serves during the benchmark.
+"""Roster as production builds it (`roster_api.app.create_app_from_environment`, the factory
+`roster serve` hands uvicorn), plus the bench's counters: what uvicorn serves during the benchmark.
 
 `uvicorn bench.serve:create_bench_app --factory`. The service itself carries no bench code: the
 counting hooks are SQLAlchemy event listeners registered on the `Engine` and `Pool` classes
@@ -37,9 +37,8 @@ def count_statements(counters: Counters) -> None:
 
 
 def create_bench_app() -> ASGIApp:
-    from roster_api.app import create_app
-    from roster_api.settings import load_settings
+    from roster_api.app import create_app_from_environment
 
     counters = Counters()
     count_statements(counters)
-    return StatsEndpoint(create_app(load_settings()), counters)
+    return StatsEndpoint(create_app_from_environment(), counters)

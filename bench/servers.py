@@ -25,6 +25,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 @dataclass(frozen=True)
 class ServerStats:
     requests: int
+    in_flight: int
     statements: int
     round_trips: int
     rss_bytes: int
@@ -65,10 +66,23 @@ class RunningServer:
         data = response.json()
         return ServerStats(
             requests=int(data["requests"]),
+            in_flight=int(data["in_flight"]),
             statements=int(data["statements"]),
             round_trips=int(data["round_trips"]),
             rss_bytes=int(data["rss_bytes"]),
         )
+
+    def idle_stats(self, timeout_s: float = 30.0) -> ServerStats:
+        """The counters once no request is in flight (those the load generator left behind
+        when it stopped still run their statements)."""
+        deadline = time.monotonic() + timeout_s
+        stats = self.stats()
+        while stats.in_flight > 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            stats = self.stats()
+        if stats.in_flight > 0:
+            raise RuntimeError(f"{self.name} still has {stats.in_flight} requests in flight")
+        return stats
 
     def log_tail(self, lines: int = 40) -> str:
         try:

@@ -3,7 +3,8 @@ injection. It answers two of roster's requests with the same JSON (the benchmark
 before it starts), so roster's throughput divided by the floor's says what roster's layers
 cost on this machine, in this run.
 
-- `GET /user-groups/{id}/users?limit=&offset=`: one query (the page and the total together);
+- `GET /user-groups/{id}/users?limit=&offset=`: decode the same JWT, then one query that checks
+  the caller is an active member and reads the total and the page;
 - `GET /users/me`: decode the same JWT (PyJWT, as FastAPI Users does), one query.
 
 `uvicorn bench.floor.app:create_app --factory`, configured by `BENCH_FLOOR_*` variables.
@@ -40,24 +41,26 @@ USER_COLUMNS: Final = "id, email, is_active, is_superuser, is_verified, display_
 
 ME_SQL: Final = f'SELECT {USER_COLUMNS} FROM "user" WHERE id = $1'
 
-# The page and the total in one statement: a row per user of the page, each carrying the
-# total (one row with a NULL id for an empty page), no row when the group does not exist.
+# Who may see the group (an active member), the total and the page, in one statement: a row per
+# user of the page, each carrying the total (one row with a NULL id for an empty page); no row
+# when the caller is not an active member of an existing group.
 GROUP_USERS_SQL: Final = """
 SELECT counted.total, page.*
-FROM user_group AS g
+FROM "user" AS caller
+JOIN membership AS access ON access.user_id = caller.id AND access.group_id = $2
 CROSS JOIN LATERAL (
-    SELECT count(*) AS total FROM membership WHERE group_id = g.id
+    SELECT count(*) AS total FROM membership WHERE group_id = $2
 ) AS counted
 LEFT JOIN LATERAL (
     SELECT u.id, u.email, u.is_active, u.is_superuser, u.is_verified, u.display_name,
-           u.created_at, m.joined_at
+           u.created_at, m.joined_at, m.user_id
     FROM membership AS m JOIN "user" AS u ON u.id = m.user_id
-    WHERE m.group_id = g.id
+    WHERE m.group_id = $2
     ORDER BY m.joined_at, m.user_id
-    LIMIT $2 OFFSET $3
+    LIMIT $3 OFFSET $4
 ) AS page ON true
-WHERE g.id = $1
-ORDER BY page.joined_at, page.id
+WHERE caller.id = $1 AND caller.is_active
+ORDER BY page.joined_at, page.user_id
 """
 
 
@@ -118,10 +121,11 @@ class Floor:
         finally:
             await self._pool.close()
 
-    async def users_me(self, request: Request) -> JSONResponse:
+    def caller_id(self, request: Request) -> uuid.UUID | None:
+        """The user a valid bearer JWT names (FastAPI Users' claims), else None."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:
-            return problem(401, "Unauthorized")
+            return None
         try:
             claims = jwt.decode(
                 token,
@@ -130,8 +134,13 @@ class Floor:
                 algorithms=["HS256"],
                 options={"require": ["exp", "sub", "aud"]},
             )
-            user_id = uuid.UUID(claims["sub"])
+            return uuid.UUID(claims["sub"])
         except (jwt.PyJWTError, ValueError):
+            return None
+
+    async def users_me(self, request: Request) -> JSONResponse:
+        user_id = self.caller_id(request)
+        if user_id is None:
             return problem(401, "Unauthorized")
         self.counters.statement()
         row = await self.pool.fetchrow(ME_SQL, user_id)
@@ -140,6 +149,10 @@ class Floor:
         return JSONResponse(user_json(row))
 
     async def group_users(self, request: Request) -> JSONResponse:
+        """A bare array of users, `X-Total-Count` and `Link` headers, as roster answers."""
+        user_id = self.caller_id(request)
+        if user_id is None:
+            return problem(401, "Unauthorized")
         try:
             group_id = int(request.path_params["group_id"])
             limit = int(request.query_params.get("limit", "50"))
@@ -149,16 +162,24 @@ class Floor:
         if not 1 <= limit <= MAX_LIMIT or offset < 0:
             return problem(422, f"limit is 1 to {MAX_LIMIT}, offset at least 0")
         self.counters.statement()
-        rows = await self.pool.fetch(GROUP_USERS_SQL, group_id, limit, offset)
+        rows = await self.pool.fetch(GROUP_USERS_SQL, user_id, group_id, limit, offset)
         if not rows:
-            return problem(404, "Group not found")
+            return problem(404, "GROUP_NOT_FOUND")
+        total = int(rows[0]["total"])
+        headers = {"X-Total-Count": str(total)}
+        links = []
+        if offset + limit < total:
+            next_url = request.url.include_query_params(limit=limit, offset=offset + limit)
+            links.append(f'<{next_url}>; rel="next"')
+        if offset > 0:
+            previous_url = request.url.include_query_params(
+                limit=limit, offset=max(offset - limit, 0)
+            )
+            links.append(f'<{previous_url}>; rel="prev"')
+        if links:
+            headers["Link"] = ", ".join(links)
         return JSONResponse(
-            {
-                "items": [user_json(row) for row in rows if row["id"] is not None],
-                "total": rows[0]["total"],
-                "limit": limit,
-                "offset": offset,
-            }
+            [user_json(row) for row in rows if row["id"] is not None], headers=headers
         )
 
 
