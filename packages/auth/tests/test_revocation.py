@@ -2,6 +2,7 @@
 ends them (a profile edit, a login that upgrades the stored hash)."""
 
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 
 from fastapi_users.password import PasswordHelper
 from httpx import AsyncClient
@@ -11,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from roster_auth import AccessToken, MailKind, OutboxMailer, User
+from roster_auth import AccessToken, AuthConfig, MailKind, OutboxMailer, User
 from roster_auth.testing import DEFAULT_PASSWORD, bearer
 
 Sessionmaker = async_sessionmaker[AsyncSession]
@@ -151,3 +152,28 @@ async def test_a_login_that_upgrades_the_hash_keeps_the_other_sessions(
         assert ",t=1," in stored.hashed_password
     assert await me_with_cookie(client, first) == 200
     assert await token_count(db_sessionmaker, user) == 2
+
+
+async def test_expired_stored_tokens_are_refused_and_purged_at_the_next_login(
+    client: AsyncClient,
+    make_user: MakeUser,
+    cookie_login: Login,
+    db_sessionmaker: Sessionmaker,
+    auth_config: AuthConfig,
+) -> None:
+    user = await make_user(email="tara@example.org")
+    expired_at = datetime.now(UTC) - timedelta(seconds=auth_config.cookie_token_lifetime_seconds)
+    async with db_sessionmaker() as session:
+        session.add(AccessToken(token="expired-token", user_id=user.id, created_at=expired_at))
+        session.add(AccessToken(token="fresh-token", user_id=user.id))
+        await session.commit()
+    assert await me_with_cookie(client, "expired-token") == 401
+    assert await me_with_cookie(client, "fresh-token") == 200
+
+    new = await cookie_login(user.email)
+    async with db_sessionmaker() as session:
+        owner = AccessToken.__table__.c.user_id
+        left = set(
+            await session.scalars(select(AccessToken.__table__.c.token).where(owner == user.id))
+        )
+    assert left == {"fresh-token", new}

@@ -6,6 +6,7 @@
 """
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import jwt
 from fastapi_users import BaseUserManager, exceptions
@@ -17,6 +18,7 @@ from fastapi_users.authentication import (
 )
 from fastapi_users.authentication.strategy.db import DatabaseStrategy
 from fastapi_users_db_sqlalchemy.access_token import SQLAlchemyAccessTokenDatabase
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from roster_auth.config import AuthConfig, secret_value
@@ -50,6 +52,26 @@ class RequiredClaimsJWTStrategy(JWTStrategy[User, uuid.UUID]):
             return None
 
 
+class PurgingDatabaseStrategy(DatabaseStrategy[User, uuid.UUID, AccessToken]):
+    """FastAPI Users' database strategy, which also deletes the user's expired tokens when it
+    stores a new one (in the same commit), so the table does not grow with every login."""
+
+    def __init__(self, session: AsyncSession, lifetime_seconds: int) -> None:
+        super().__init__(SQLAlchemyAccessTokenDatabase(session, AccessToken), lifetime_seconds)
+        self.session = session
+        self.lifetime = timedelta(seconds=lifetime_seconds)
+
+    async def write_token(self, user: User) -> str:
+        columns = AccessToken.__table__.c
+        await self.session.execute(
+            delete(AccessToken).where(
+                columns.user_id == user.id,
+                columns.created_at < datetime.now(UTC) - self.lifetime,
+            )
+        )
+        return await super().write_token(user)
+
+
 def jwt_strategy(config: AuthConfig) -> RequiredClaimsJWTStrategy:
     return RequiredClaimsJWTStrategy(
         secret=secret_value(config.access_token_secret),
@@ -59,13 +81,8 @@ def jwt_strategy(config: AuthConfig) -> RequiredClaimsJWTStrategy:
     )
 
 
-def database_strategy(
-    config: AuthConfig, session: AsyncSession
-) -> DatabaseStrategy[User, uuid.UUID, AccessToken]:
-    return DatabaseStrategy(
-        SQLAlchemyAccessTokenDatabase(session, AccessToken),
-        lifetime_seconds=config.cookie_token_lifetime_seconds,
-    )
+def database_strategy(config: AuthConfig, session: AsyncSession) -> PurgingDatabaseStrategy:
+    return PurgingDatabaseStrategy(session, config.cookie_token_lifetime_seconds)
 
 
 def build_backends(
@@ -79,9 +96,7 @@ def build_backends(
 
     # A plain function (not a generator), so that it may depend on the function-scoped
     # session, which commits before the response is sent.
-    async def get_database_strategy(
-        session: SessionDep,
-    ) -> DatabaseStrategy[User, uuid.UUID, AccessToken]:
+    async def get_database_strategy(session: SessionDep) -> PurgingDatabaseStrategy:
         return database_strategy(config, session)
 
     jwt_backend = AuthenticationBackend[User, uuid.UUID](
