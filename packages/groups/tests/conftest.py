@@ -5,6 +5,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import httpx
@@ -13,6 +14,7 @@ import pytest_asyncio
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 import roster_auth.models  # noqa: F401  (tables must exist before the plugin creates them)
@@ -227,3 +229,26 @@ async def world(auth: RosterAuth, db_sessionmaker: async_sessionmaker[AsyncSessi
         },
     )
     return World(group_id=group_id, people=people, **people)
+
+
+async def roles(
+    sessionmaker: async_sessionmaker[AsyncSession], group_id: int
+) -> dict[uuid.UUID, GroupRole]:
+    async with sessionmaker() as session:
+        rows = await session.exec(select(Membership).where(Membership.group_id == group_id))
+        return {m.user_id: m.role for m in rows.all()}
+
+
+async def spread_joined_at(
+    sessionmaker: async_sessionmaker[AsyncSession], group_id: int, order: list[uuid.UUID]
+) -> None:
+    """Members joined a day apart, in the given order."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    async with sessionmaker() as session:
+        for day, user_id in enumerate(order):
+            await session.exec(
+                update(Membership)
+                .where(Membership.group_id == group_id, Membership.user_id == user_id)  # type: ignore[arg-type]
+                .values(joined_at=start + timedelta(days=day))
+            )
+        await session.commit()

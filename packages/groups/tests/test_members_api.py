@@ -2,40 +2,17 @@
 group always keeps an owner."""
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import select, update
+from sqlmodel import update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from roster_groups.models import GroupRole, Membership
 
-from .conftest import World
-
-
-async def roles(
-    sessionmaker: async_sessionmaker[AsyncSession], group_id: int
-) -> dict[uuid.UUID, GroupRole]:
-    async with sessionmaker() as session:
-        rows = await session.exec(select(Membership).where(Membership.group_id == group_id))
-        return {m.user_id: m.role for m in rows.all()}
-
-
-async def spread_joined_at(
-    sessionmaker: async_sessionmaker[AsyncSession], group_id: int, order: list[uuid.UUID]
-) -> None:
-    """Members joined a day apart, in the given order."""
-    start = datetime(2024, 1, 1, tzinfo=UTC)
-    async with sessionmaker() as session:
-        for day, user_id in enumerate(order):
-            await session.exec(
-                update(Membership)
-                .where(Membership.group_id == group_id, Membership.user_id == user_id)  # type: ignore[arg-type]
-                .values(joined_at=start + timedelta(days=day))
-            )
-        await session.commit()
+from .conftest import World, roles, spread_joined_at
 
 
 async def test_members_are_listed_longest_standing_first_with_their_details(

@@ -112,9 +112,19 @@ async def authorize(
     *,
     lock: bool = False,
 ) -> GroupAccess:
-    """The group and the user's role in it, in one statement, if the user holds at least
-    `minimum` (superusers always do). A non-member learns nothing: the group is "not found".
-    `lock` takes the group's row lock for the rest of the transaction."""
+    """The group and the user's role in it, if the user holds at least `minimum` (superusers
+    always do). A non-member learns nothing: the group is "not found".
+
+    `lock` first takes the group's row lock for the rest of the transaction, in a statement of
+    its own: a request that waited for the lock then reads the role as the previous holder left
+    it (a statement's snapshot predates its lock wait), so a demotion that just committed
+    counts. Without a lock, one statement."""
+    if lock:
+        locked = await session.exec(
+            select(UserGroup.id).where(UserGroup.id == group_id).with_for_update(key_share=True)
+        )
+        if locked.first() is None:
+            raise GroupNotFoundError
     statement = (
         select(UserGroup, Membership.role)
         .outerjoin(
@@ -123,8 +133,6 @@ async def authorize(
         )
         .where(UserGroup.id == group_id)
     )
-    if lock:
-        statement = statement.with_for_update(of=UserGroup, key_share=True)
     row = (await session.exec(statement)).first()
     if row is None:
         raise GroupNotFoundError

@@ -1,0 +1,113 @@
+"""Query discipline: a listing runs the same statements whatever the group size and page size
+(no N+1), counted on the connection the requests use."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from roster_auth import RosterAuth
+from roster_groups.models import GroupRole
+
+from .conftest import Person, add_group, make_people
+
+
+@contextmanager
+def recorded_statements(connection: AsyncConnection) -> Iterator[list[str]]:
+    statements: list[str] = []
+
+    def record(*args: Any) -> None:
+        statements.append(args[2])  # (conn, cursor, statement, parameters, context, many)
+
+    sync_connection = connection.sync_connection
+    assert sync_connection is not None
+    event.listen(sync_connection, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(sync_connection, "before_cursor_execute", record)
+
+
+def about_groups(statements: list[str]) -> list[str]:
+    """The statements of roster-groups (the rest authenticate the caller or are savepoints)."""
+    return [s for s in statements if "membership" in s or "user_group" in s]
+
+
+async def group_of(
+    auth: RosterAuth, sessionmaker: async_sessionmaker[AsyncSession], size: int
+) -> tuple[int, Person]:
+    people = await make_people(auth, sessionmaker, *(f"s{size}m{i}" for i in range(size)))
+    owner = people[f"s{size}m0"]
+    roles = {person.id: GroupRole.MEMBER for person in people.values()}
+    roles[owner.id] = GroupRole.OWNER
+    return await add_group(sessionmaker, f"Size {size}", roles), owner
+
+
+async def count_request(
+    client: httpx.AsyncClient, connection: AsyncConnection, url: str, person: Person
+) -> tuple[int, int, int]:
+    """(all statements, roster-groups statements, items returned) for one request."""
+    with recorded_statements(connection) as statements:
+        response = await client.get(url, headers=person.headers)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    items = body if isinstance(body, list) else body["items"]
+    return len(statements), len(about_groups(statements)), len(items)
+
+
+@pytest.mark.parametrize(
+    ("path", "group_statements"),
+    [
+        ("/groups/{id}/members", 3),  # access check, count, page with users joined
+        ("/user-groups/{id}/users", 3),  # access check, count, page of users
+    ],
+)
+async def test_listing_members_runs_a_fixed_number_of_statements(
+    client: httpx.AsyncClient,
+    auth: RosterAuth,
+    db_sessionmaker: async_sessionmaker[AsyncSession],
+    db_connection: AsyncConnection,
+    path: str,
+    group_statements: int,
+) -> None:
+    small_id, small_owner = await group_of(auth, db_sessionmaker, 3)
+    large_id, large_owner = await group_of(auth, db_sessionmaker, 60)
+
+    small = await count_request(
+        client, db_connection, path.format(id=small_id) + "?limit=5", small_owner
+    )
+    large = await count_request(
+        client, db_connection, path.format(id=large_id) + "?limit=60", large_owner
+    )
+    assert (small[2], large[2]) == (3, 60)
+    assert small[:2] == large[:2]
+    assert small[1] == group_statements
+
+
+@pytest.mark.parametrize("path", ["/users/me/groups", "/groups"])
+async def test_listing_a_users_groups_runs_a_fixed_number_of_statements(
+    client: httpx.AsyncClient,
+    auth: RosterAuth,
+    db_sessionmaker: async_sessionmaker[AsyncSession],
+    db_connection: AsyncConnection,
+    path: str,
+) -> None:
+    people = await make_people(auth, db_sessionmaker, "few", "many")
+    for index in range(60):
+        await add_group(
+            db_sessionmaker,
+            f"Group {index}",
+            {people["many"].id: GroupRole.MEMBER}
+            | ({people["few"].id: GroupRole.OWNER} if index < 3 else {}),
+        )
+
+    few = await count_request(client, db_connection, f"{path}?limit=5", people["few"])
+    many = await count_request(client, db_connection, f"{path}?limit=60", people["many"])
+    assert (few[2], many[2]) == (3, 60)
+    assert few[:2] == many[:2]
+    assert few[1] == 2  # count, page with groups joined
