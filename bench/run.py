@@ -33,7 +33,7 @@ from bench.generators import Generator, LoadSettings, wrk_available
 from bench.pinning import plan_cores
 from bench.report import MIB, Measurement, Report, machine_description
 from bench.scenarios import Kind, Scenario, build_scenarios
-from bench.servers import RunningServer, UvicornOptions, serve
+from bench.servers import RunningServer, ServerSpec, UvicornOptions, serving
 
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_RESULTS = BENCH_DIR / "RESULTS.md"
@@ -53,13 +53,17 @@ FULL = Mode((10, 100, 1000, 10_000), duration_s=12, warmup_s=2, connections=32, 
 # The smoke test's mode: small data, a second per scenario, the scenarios that use every part
 # (the floor, both auth paths' JWT side, the write path).
 TINY = Mode(
-    (10, 100), duration_s=1, warmup_s=0, connections=8, scenarios=("group-users", "me-jwt", "write")
+    (10, 100),
+    duration_s=0.5,
+    warmup_s=0,
+    connections=8,
+    scenarios=("group-users", "me-jwt", "write"),
 )
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--tiny", action="store_true", help="small data, 1 s per scenario")
+    parser.add_argument("--tiny", action="store_true", help="small data, 0.5 s per scenario")
     parser.add_argument("--duration", type=float, help="seconds per scenario")
     parser.add_argument("--warmup", type=float, help="seconds of warm-up before each scenario")
     parser.add_argument("--connections", type=int, help="concurrent connections (default 32)")
@@ -221,36 +225,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             roster_env = roster_environment(database_url, jwt_secret)
             dsn = postgres.BenchDatabase(database_url, source).dsn
-            print("migrating and loading data", file=sys.stderr, flush=True)
-            postgres.migrate(roster_env)
-            loading = time.monotonic()
-            data = asyncio.run(_load_data(dsn, spec, jwt_secret))
-            load_seconds = time.monotonic() - loading
-            pg_version = asyncio.run(postgres.server_version(dsn))
-            scenarios = build_scenarios(data)
-            if args.list:
-                for scenario in scenarios:
-                    print(f"{scenario.key:14} {scenario.title}")
-                return 0
-            if mode.scenarios is not None:
-                unknown = set(mode.scenarios) - {scenario.key for scenario in scenarios}
-                if unknown:
-                    print(f"unknown scenarios: {', '.join(sorted(unknown))}", file=sys.stderr)
-                    return 2
-                scenarios = [s for s in scenarios if s.key in mode.scenarios]
-            load = LoadSettings(generator, mode.connections, cores.load, work)
-            with (
-                serve("roster", "bench.serve:create_bench_app", env=roster_env,
-                      options=options, cores=cores.server, log_dir=work) as roster,
-                serve("floor", "bench.floor.app:create_app",
-                      env=floor_environment(dsn, jwt_secret),
-                      options=options, cores=cores.server, log_dir=work) as floor,
-            ):  # fmt: skip
+            specs = [
+                ServerSpec("roster", "bench.serve:create_bench_app", roster_env),
+                ServerSpec(
+                    "floor", "bench.floor.app:create_app", floor_environment(dsn, jwt_secret)
+                ),
+            ]
+            # The apps import and start while the database is migrated and filled: neither
+            # touches the tables before its first request.
+            with serving(specs, options=options, cores=cores.server, log_dir=work) as servers:
+                roster, floor = servers
+                print("migrating and loading data", file=sys.stderr, flush=True)
+                postgres.migrate(roster_env)
+                loading = time.monotonic()
+                data = asyncio.run(_load_data(dsn, spec, jwt_secret))
+                load_seconds = time.monotonic() - loading
+                pg_version = asyncio.run(postgres.server_version(dsn))
+                scenarios = build_scenarios(data)
+                if args.list:
+                    for scenario in scenarios:
+                        print(f"{scenario.key:14} {scenario.title}")
+                    return 0
+                if mode.scenarios is not None:
+                    unknown = set(mode.scenarios) - {scenario.key for scenario in scenarios}
+                    if unknown:
+                        print(f"unknown scenarios: {', '.join(sorted(unknown))}", file=sys.stderr)
+                        return 2
+                    scenarios = [s for s in scenarios if s.key in mode.scenarios]
+                load = LoadSettings(generator, mode.connections, cores.load, work)
+                for server in servers:
+                    server.wait_until_ready()
                 check_parity(roster, floor, scenarios)
                 print(f"running {len(scenarios)} scenarios", file=sys.stderr, flush=True)
                 for scenario in scenarios:
-                    servers = [roster, floor] if scenario.on_floor else [roster]
-                    for server in servers:
+                    for server in [roster, floor] if scenario.on_floor else [roster]:
                         measurements.append(measure(server, scenario, load, mode))
                         if args.profile is not None and scenario.kind is not Kind.WRITE:
                             summary = profiling.profile(

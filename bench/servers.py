@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,7 +90,28 @@ class RunningServer:
         except OSError:
             return ""
 
+    def wait_until_ready(self, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        with httpx.Client(trust_env=False, timeout=2) as client:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(
+                        f"{self.name} exited with {self.process.returncode} while starting:\n"
+                        + self.log_tail()
+                    )
+                with contextlib.suppress(httpx.TransportError):
+                    if client.get(self.base_url + STATS_PATH).status_code == 200:
+                        return
+                time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not answer within {timeout_s} s:\n" + self.log_tail())
+
+    def terminate(self) -> None:
+        """Ask the server to shut down (uvicorn finishes what it is serving)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
     def stop(self) -> None:
+        """Shut down and wait for the process to end, killing it if it takes too long."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -106,56 +127,54 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _wait_until_ready(server: RunningServer, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    with httpx.Client(trust_env=False, timeout=2) as client:
-        while time.monotonic() < deadline:
-            if server.process.poll() is not None:
-                raise RuntimeError(
-                    f"{server.name} exited with {server.process.returncode} while starting:\n"
-                    + server.log_tail()
-                )
-            with contextlib.suppress(httpx.TransportError):
-                if client.get(server.base_url + STATS_PATH).status_code == 200:
-                    return
-            time.sleep(0.1)
-    server.stop()
-    raise RuntimeError(f"{server.name} did not answer within {timeout_s} s:\n" + server.log_tail())
+@dataclass(frozen=True)
+class ServerSpec:
+    name: str
+    factory: str  # "module:function" that builds the ASGI app
+    env: Mapping[str, str]
 
 
-@contextlib.contextmanager
-def serve(
-    name: str,
-    factory: str,
-    *,
-    env: Mapping[str, str],
-    options: UvicornOptions,
-    cores: tuple[int, ...] | None,
-    log_dir: Path,
-    ready_timeout_s: float = 60.0,
-) -> Iterator[RunningServer]:
-    """Serve the ASGI app that `factory` ("module:function") builds, until the block ends."""
+def _start(
+    spec: ServerSpec, options: UvicornOptions, cores: tuple[int, ...] | None, log_dir: Path
+) -> RunningServer:
     port = free_port()
     command = [
-        sys.executable, "-m", "uvicorn", factory, "--factory",
+        sys.executable, "-m", "uvicorn", spec.factory, "--factory",
         "--host", HOST, "--port", str(port),
         "--workers", str(options.workers),
         "--loop", options.loop, "--http", options.http,
         "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
-    log_path = log_dir / f"{name}.log"
+    log_path = log_dir / f"{spec.name}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             pinned(command, cores),
             cwd=REPO_ROOT,
-            env={**os.environ, **env},
+            env={**os.environ, **spec.env},
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
-    server = RunningServer(name, port, process, log_path, command)
+    return RunningServer(spec.name, port, process, log_path, command)
+
+
+@contextlib.contextmanager
+def serving(
+    specs: Sequence[ServerSpec],
+    *,
+    options: UvicornOptions,
+    cores: tuple[int, ...] | None,
+    log_dir: Path,
+) -> Iterator[list[RunningServer]]:
+    """Start every app at once (they start while the caller prepares the database; call
+    `wait_until_ready` before using one) and stop them all at the end of the block."""
+    servers: list[RunningServer] = []
     try:
-        _wait_until_ready(server, ready_timeout_s)
-        yield server
+        for spec in specs:
+            servers.append(_start(spec, options, cores, log_dir))
+        yield servers
     finally:
-        server.stop()
+        for server in servers:
+            server.terminate()
+        for server in servers:
+            server.stop()
