@@ -9,13 +9,23 @@ from typing import Any, Literal
 from fastapi import APIRouter, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from roster_api.errors import DATABASE_NOT_MIGRATED, DATABASE_UNAVAILABLE, ErrorBody, error_response
-from roster_api.migrations import database_revision
 from roster_db import SessionDep
 
 LIVE_PATH = "/health/live"
 READY_PATH = "/health/ready"
+
+
+async def database_revision(session: AsyncSession) -> str | None:
+    """Alembic's revision of the database, None when it was never migrated. Plain SQL rather
+    than Alembic's MigrationContext, which logs at INFO on every probe."""
+    if await session.scalar(text("SELECT to_regclass('alembic_version')")) is None:
+        return None
+    revision = await session.scalar(text("SELECT version_num FROM alembic_version"))
+    return None if revision is None else str(revision)
 
 
 class Live(BaseModel):
@@ -50,8 +60,7 @@ def create_health_router(expected_revision: str, timeout_seconds: float = 3.0) -
         """A database round trip that also checks the database is migrated to the code's head
         (a readiness probe)."""
         async with asyncio.timeout(timeout_seconds):
-            connection = await session.connection()
-            revision = await connection.run_sync(database_revision)
+            revision = await database_revision(session)
         if revision != expected_revision:
             found = "has never been migrated" if revision is None else f"is at {revision}"
             return error_response(

@@ -1,0 +1,287 @@
+"""Data for trying the API: the original example's sample (groups Admin, Developer, Guest and
+six users), or a large generated data set for load tests. Both are idempotent: running them
+again adds only what is missing (and makes admin@example.com a superuser again); existing
+accounts keep their passwords."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, cast
+
+from fastapi_users.exceptions import InvalidPasswordException
+from sqlalchemy import Table, func, insert, select
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from roster_api.app import build_auth_config
+from roster_api.settings import Settings
+from roster_auth import RosterAuth, User, UserCreate
+from roster_db import create_engine, create_sessionmaker, session_scope
+from roster_groups import GroupRole, Membership, UserGroup
+
+# The sample's one password, for development only (production must pass its own).
+DEVELOPMENT_SEED_PASSWORD: Final = "sample-orchid-lantern-58"  # noqa: S105
+
+# Deterministic ids for generated users: a second run finds the same rows.
+BULK_USER_NAMESPACE: Final = uuid.UUID("6c1f3b52-8d8e-4f0e-9a55-2b7f61d0c0de")
+BULK_BATCH_SIZE: Final = 5_000
+
+user_table: Final = cast(Table, sa_inspect(User).local_table)
+group_table: Final = cast(Table, sa_inspect(UserGroup).local_table)
+membership_table: Final = cast(Table, sa_inspect(Membership).local_table)
+
+
+@dataclass(frozen=True)
+class SampleUser:
+    email: str
+    display_name: str
+    is_superuser: bool = False
+
+
+@dataclass(frozen=True)
+class SampleGroup:
+    name: str
+    description: str
+    # The first member owns the group.
+    members: tuple[str, ...]
+
+
+SAMPLE_USERS: Final = (
+    SampleUser("admin@example.com", "Ada Admin", is_superuser=True),
+    SampleUser("dev1@example.com", "Dev One"),
+    SampleUser("dev2@example.com", "Dev Two"),
+    SampleUser("guest1@example.com", "Guest One"),
+    SampleUser("guest2@example.com", "Guest Two"),
+    SampleUser("guest3@example.com", "Guest Three"),
+)
+SAMPLE_GROUPS: Final = (
+    SampleGroup("Admin", "Administrators of the service.", ("admin@example.com",)),
+    SampleGroup("Developer", "People who build it.", ("dev1@example.com", "dev2@example.com")),
+    SampleGroup(
+        "Guest",
+        "Visitors with read access.",
+        ("guest1@example.com", "guest2@example.com", "guest3@example.com"),
+    ),
+)
+
+
+class SeedError(Exception):
+    """The seed cannot run as asked; the message says why."""
+
+
+@dataclass
+class SeedReport:
+    users_created: int = 0
+    users_existing: int = 0
+    groups_created: int = 0
+    groups_existing: int = 0
+    memberships_created: int = 0
+    memberships_existing: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+Progress = Callable[[str, int], None]
+"""Called with a phase name and how many rows of it were just written."""
+
+
+async def seed_sample(settings: Settings, database_url: str, password: str) -> SeedReport:
+    """The example's data. Users go through roster-auth's user manager (its password policy
+    and hashing); an existing account keeps its password."""
+    auth = RosterAuth(build_auth_config(settings))
+    report = SeedReport()
+    engine = create_engine(database_url, pool_size=1, max_overflow=0)
+    try:
+        async with session_scope(create_sessionmaker(engine)) as session:
+            users = {
+                sample.email: await _ensure_user(auth, session, sample, password, report)
+                for sample in SAMPLE_USERS
+            }
+            for sample_group in SAMPLE_GROUPS:
+                group_id = await _ensure_group(session, sample_group, report)
+                for position, email in enumerate(sample_group.members):
+                    role = GroupRole.OWNER if position == 0 else GroupRole.MEMBER
+                    created = await _insert_ignoring_existing(
+                        session,
+                        membership_table,
+                        [{"group_id": group_id, "user_id": users[email].id, "role": role.value}],
+                    )
+                    report.memberships_created += created
+                    report.memberships_existing += 1 - created
+    finally:
+        await engine.dispose()
+    return report
+
+
+async def _ensure_user(
+    auth: RosterAuth,
+    session: AsyncSession,
+    sample: SampleUser,
+    password: str,
+    report: SeedReport,
+) -> User:
+    manager = auth.user_manager(session)
+    existing = await manager.user_db.get_by_email(sample.email)
+    if existing is not None:
+        report.users_existing += 1
+        if sample.is_superuser and not existing.is_superuser:
+            await manager.user_db.update(existing, {"is_superuser": True})
+            report.notes.append(f"{existing.email} is a superuser again")
+        return existing
+    try:
+        user = await manager.create(
+            UserCreate(
+                email=sample.email,
+                password=password,
+                display_name=sample.display_name,
+                is_superuser=sample.is_superuser,
+                is_verified=True,
+            ),
+            safe=False,
+        )
+    except InvalidPasswordException as error:
+        raise SeedError(f"the seed password is refused: {error.reason}") from error
+    report.users_created += 1
+    return user
+
+
+async def _ensure_group(session: AsyncSession, sample: SampleGroup, report: SeedReport) -> int:
+    existing = await session.scalar(
+        select(group_table.c.id).where(func.lower(group_table.c.name) == sample.name.lower())
+    )
+    if existing is not None:
+        report.groups_existing += 1
+        return int(existing)
+    created = await session.execute(
+        insert(group_table)
+        .values(name=sample.name, description=sample.description)
+        .returning(group_table.c.id)
+    )
+    report.groups_created += 1
+    return int(created.scalar_one())
+
+
+async def _insert_ignoring_existing(
+    session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]]
+) -> int:
+    """Insert rows, skipping those that collide with existing ones; how many were new."""
+    if not rows:
+        return 0
+    result = await session.execute(
+        pg_insert(table).on_conflict_do_nothing().returning(*table.primary_key.columns), rows
+    )
+    return len(result.all())
+
+
+def bulk_email(index: int) -> str:
+    return f"user{index:07d}@example.com"
+
+
+def bulk_group_name(index: int) -> str:
+    return f"Group {index:06d}"
+
+
+def _batches(items: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
+async def seed_bulk(
+    settings: Settings,
+    database_url: str,
+    password: str,
+    *,
+    users: int,
+    groups: int,
+    progress: Progress | None = None,
+) -> SeedReport:
+    """`users` generated accounts and `groups` groups, each user a member of one group
+    (round robin) and each group owned by its first member. One password, hashed once;
+    rows written in batches of multi-row INSERTs, each batch committed."""
+    if users < 1 or groups < 1:
+        raise SeedError("--users and --groups must be at least 1")
+    if groups > users:
+        raise SeedError("every group needs an owner: ask for at most as many groups as users")
+    auth = RosterAuth(build_auth_config(settings))
+    reason = auth.config.password_policy.reason_to_reject(password, email=bulk_email(0))
+    if reason is not None:
+        raise SeedError(f"the seed password is refused: {reason}")
+    hashed_password = auth.password_helper.hash(password)
+    report = SeedReport()
+    report_progress: Progress = progress or (lambda _phase, _count: None)
+
+    def user_rows() -> Iterator[dict[str, Any]]:
+        for index in range(users):
+            email = bulk_email(index)
+            yield {
+                "id": uuid.uuid5(BULK_USER_NAMESPACE, email),
+                "email": email,
+                "hashed_password": hashed_password,
+                "is_active": True,
+                "is_superuser": False,
+                "is_verified": True,
+                "display_name": f"User {index}",
+            }
+
+    engine = create_engine(database_url, pool_size=1, max_overflow=0)
+    sessionmaker = create_sessionmaker(engine)
+    try:
+        for batch in _batches(user_rows(), BULK_BATCH_SIZE):
+            async with session_scope(sessionmaker) as session:
+                created = await _insert_ignoring_existing(session, user_table, batch)
+            report.users_created += created
+            report.users_existing += len(batch) - created
+            report_progress("users", len(batch))
+
+        group_ids: list[int] = []
+        group_rows = ({"name": bulk_group_name(index)} for index in range(groups))
+        for batch in _batches(group_rows, BULK_BATCH_SIZE):
+            names = [row["name"] for row in batch]
+            async with session_scope(sessionmaker) as session:
+                created = await _insert_ignoring_existing(session, group_table, batch)
+                rows = await session.execute(
+                    select(group_table.c.name, group_table.c.id).where(
+                        group_table.c.name.in_(names)
+                    )
+                )
+                # .all(): a result has keys(), so dict() would take it for a mapping.
+                ids_by_name = dict(rows.tuples().all())
+            group_ids.extend(ids_by_name[name] for name in names)
+            report.groups_created += created
+            report.groups_existing += len(batch) - created
+            report_progress("groups", len(batch))
+
+        def membership_rows() -> Iterator[dict[str, Any]]:
+            for index in range(users):
+                yield {
+                    "group_id": group_ids[index % groups],
+                    "user_id": uuid.uuid5(BULK_USER_NAMESPACE, bulk_email(index)),
+                    "role": (GroupRole.OWNER if index < groups else GroupRole.MEMBER).value,
+                }
+
+        for batch in _batches(membership_rows(), BULK_BATCH_SIZE):
+            async with session_scope(sessionmaker) as session:
+                created = await _insert_ignoring_existing(session, membership_table, batch)
+            report.memberships_created += created
+            report.memberships_existing += len(batch) - created
+            report_progress("memberships", len(batch))
+    finally:
+        await engine.dispose()
+    return report
+
+
+__all__ = [
+    "DEVELOPMENT_SEED_PASSWORD",
+    "SAMPLE_GROUPS",
+    "SAMPLE_USERS",
+    "SeedError",
+    "SeedReport",
+    "bulk_email",
+    "bulk_group_name",
+    "seed_bulk",
+    "seed_sample",
+]

@@ -1,0 +1,369 @@
+"""The `roster` command, invoked as a user would (Typer's runner, in a worker thread so that
+its own event loop stays apart from the tests'), against databases on the session's Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from sqlalchemy import Select, func, select
+from typer.testing import CliRunner, Result
+
+from roster_api import migrations
+from roster_api.cli import cli
+from roster_api.seed import DEVELOPMENT_SEED_PASSWORD
+from roster_api.seed import group_table as groups
+from roster_api.seed import membership_table as memberships
+from roster_api.seed import user_table as users
+from roster_auth import User
+from roster_auth.testing import DEFAULT_PASSWORD, create_user
+from roster_db import create_engine, create_sessionmaker
+from roster_db.testing import CreateDatabase
+from roster_groups import GroupRole
+
+from .conftest import MIGRATIONS_DIR
+
+# Variables a developer may have set that would change what the commands do.
+ISOLATED_ENVIRONMENT = {
+    name: None for name in os.environ if name.startswith("ROSTER_") and "TEST" not in name
+}
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No .env file, no developer settings; the root logger as it was before."""
+    monkeypatch.chdir(tmp_path)
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+async def roster(*args: str, database_url: str | None = None, **env: str) -> Result:
+    environment: dict[str, str | None] = {
+        **ISOLATED_ENVIRONMENT,
+        "ROSTER_MIGRATIONS_DIR": str(MIGRATIONS_DIR),
+        "ROSTER_LOG_LEVEL": "WARNING",
+        # Wide enough that rich does not wrap the lines the tests read.
+        "COLUMNS": "250",
+        **env,
+    }
+    if database_url is not None:
+        environment["ROSTER_DATABASE_URL"] = database_url
+    runner = CliRunner()
+    return await asyncio.to_thread(runner.invoke, cli, list(args), env=environment)
+
+
+async def migrated(create_database: CreateDatabase) -> str:
+    url = await create_database()
+    await migrations.upgrade(url, MIGRATIONS_DIR)
+    return url
+
+
+async def users_by_email(url: str) -> dict[str, User]:
+    engine = create_engine(url, pool_size=1, max_overflow=0)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            return {user.email: user for user in await session.scalars(select(User))}
+    finally:
+        await engine.dispose()
+
+
+def leaf_commands(
+    command: Any, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """Every runnable command under `command` (Typer's own Click types, walked by shape)."""
+    children = getattr(command, "commands", None)
+    if children:
+        for name, child in children.items():
+            yield from leaf_commands(child, (*path, name))
+    else:
+        yield path, command
+
+
+async def test_every_command_and_option_has_help() -> None:
+    commands = dict(leaf_commands(typer.main.get_command(cli)))
+    assert set(commands) == {
+        ("serve",),
+        ("migrate", "upgrade"),
+        ("migrate", "downgrade"),
+        ("migrate", "current"),
+        ("migrate", "history"),
+        ("create-superuser",),
+        ("seed",),
+    }
+    for path, command in commands.items():
+        assert command.help, path
+        for parameter in command.params:
+            if parameter.name != "help":
+                assert getattr(parameter, "help", None), (path, parameter.name)
+        shown = await roster(*path, "--help")
+        assert shown.exit_code == 0, path
+        first_words = " ".join(command.help.split())[:40]
+        assert first_words in " ".join(shown.output.replace("│", " ").split()), path
+
+
+# --- migrate --------------------------------------------------------------------------------
+
+
+async def test_migrate_upgrade_current_history_and_downgrade(
+    create_database: CreateDatabase,
+) -> None:
+    url = await create_database()
+    head = migrations.head_revision(MIGRATIONS_DIR)
+
+    current = await roster("migrate", "current", database_url=url)
+    assert "Database not migrated" in current.output
+
+    upgraded = await roster("migrate", "upgrade", database_url=url)
+    assert upgraded.exit_code == 0, upgraded.output
+    assert f"Database at revision {head}." in upgraded.output
+
+    current = await roster("migrate", "current", database_url=url)
+    assert f"Database at revision {head} (latest)." in current.output
+
+    history = await roster("migrate", "history")
+    assert history.exit_code == 0
+    for info in migrations.history(MIGRATIONS_DIR):
+        assert info.revision in history.output
+    assert f"{head} (head)" in history.output
+
+    downgraded = await roster("migrate", "downgrade", "base", database_url=url)
+    assert downgraded.exit_code == 0, downgraded.output
+    assert "(none: base)" in downgraded.output
+    assert await migrations.current_revision(url) is None
+
+
+# --- create-superuser -----------------------------------------------------------------------
+
+
+async def test_create_superuser_from_options(create_database: CreateDatabase) -> None:
+    url = await migrated(create_database)
+    result = await roster(
+        "create-superuser",
+        "--email",
+        "root@example.com",
+        "--password",
+        DEFAULT_PASSWORD,
+        database_url=url,
+    )
+    assert result.exit_code == 0, result.output
+    assert "Created superuser root@example.com." in result.output
+    user = (await users_by_email(url))["root@example.com"]
+    assert (user.is_superuser, user.is_verified, user.is_active) == (True, True, True)
+
+
+async def test_create_superuser_promotes_an_existing_user_and_says_so(
+    create_database: CreateDatabase,
+) -> None:
+    url = await migrated(create_database)
+    engine = create_engine(url, pool_size=1, max_overflow=0)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            await create_user(session, email="Carol@example.com")
+    finally:
+        await engine.dispose()
+    hash_before = (await users_by_email(url))["Carol@example.com"].hashed_password
+
+    # Another letter case, and no password: none is asked for an existing account.
+    promoted = await roster("create-superuser", "--email", "carol@EXAMPLE.com", database_url=url)
+    assert promoted.exit_code == 0, promoted.output
+    assert "Carol@example.com already existed: it is now a superuser" in promoted.output
+    carol = (await users_by_email(url))["Carol@example.com"]
+    assert carol.is_superuser
+    assert carol.hashed_password == hash_before
+
+    again = await roster("create-superuser", "--email", "carol@example.com", database_url=url)
+    assert again.exit_code == 0
+    assert "already a superuser: nothing changed" in again.output
+
+
+async def test_create_superuser_from_the_environment(create_database: CreateDatabase) -> None:
+    url = await migrated(create_database)
+    result = await roster(
+        "create-superuser",
+        database_url=url,
+        ROSTER_SUPERUSER_EMAIL="ops@example.com",
+        ROSTER_SUPERUSER_PASSWORD=DEFAULT_PASSWORD,
+    )
+    assert result.exit_code == 0, result.output
+    assert (await users_by_email(url))["ops@example.com"].is_superuser
+
+
+async def test_create_superuser_prompts_for_what_is_missing(
+    create_database: CreateDatabase,
+) -> None:
+    url = await migrated(create_database)
+    runner_input = f"asked@example.com\n{DEFAULT_PASSWORD}\n{DEFAULT_PASSWORD}\n"
+    environment = {
+        **ISOLATED_ENVIRONMENT,
+        "ROSTER_MIGRATIONS_DIR": str(MIGRATIONS_DIR),
+        "ROSTER_DATABASE_URL": url,
+        "COLUMNS": "250",
+    }
+    result = await asyncio.to_thread(
+        CliRunner().invoke, cli, ["create-superuser"], input=runner_input, env=environment
+    )
+    assert result.exit_code == 0, result.output
+    assert "Created superuser asked@example.com." in result.output
+    assert DEFAULT_PASSWORD not in result.output
+
+
+async def test_create_superuser_refuses_a_weak_password(create_database: CreateDatabase) -> None:
+    url = await migrated(create_database)
+    result = await roster(
+        "create-superuser", "--email", "weak@example.com", "--password", "short", database_url=url
+    )
+    assert result.exit_code == 1
+    assert "password refused" in result.output
+    assert "weak@example.com" not in await users_by_email(url)
+
+
+async def test_commands_refuse_an_unmigrated_database(create_database: CreateDatabase) -> None:
+    url = await create_database()
+    result = await roster(
+        "create-superuser",
+        "--email",
+        "a@example.com",
+        "--password",
+        DEFAULT_PASSWORD,
+        database_url=url,
+    )
+    assert result.exit_code == 1
+    assert "run `roster migrate upgrade` first" in result.output
+
+
+# --- seed -----------------------------------------------------------------------------------
+
+
+async def group_members(url: str) -> dict[str, dict[str, GroupRole]]:
+    engine = create_engine(url, pool_size=1, max_overflow=0)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            rows = await session.execute(
+                select(groups.c.name, users.c.email, memberships.c.role)
+                .join(memberships, memberships.c.group_id == groups.c.id)
+                .join(users, users.c.id == memberships.c.user_id)
+            )
+            members: dict[str, dict[str, GroupRole]] = {}
+            for name, email, role in rows.tuples():
+                members.setdefault(name, {})[email] = GroupRole(role)
+            return members
+    finally:
+        await engine.dispose()
+
+
+async def test_seed_loads_the_examples_sample_once(create_database: CreateDatabase) -> None:
+    url = await migrated(create_database)
+
+    first = await roster("seed", database_url=url)
+    assert first.exit_code == 0, first.output
+    assert f"Their password (development only): {DEVELOPMENT_SEED_PASSWORD}" in first.output
+
+    users = await users_by_email(url)
+    assert len(users) == 6
+    assert [email for email, user in users.items() if user.is_superuser] == ["admin@example.com"]
+    assert await group_members(url) == {
+        "Admin": {"admin@example.com": GroupRole.OWNER},
+        "Developer": {"dev1@example.com": GroupRole.OWNER, "dev2@example.com": GroupRole.MEMBER},
+        "Guest": {
+            "guest1@example.com": GroupRole.OWNER,
+            "guest2@example.com": GroupRole.MEMBER,
+            "guest3@example.com": GroupRole.MEMBER,
+        },
+    }
+
+    second = await roster("seed", database_url=url)
+    assert second.exit_code == 0, second.output
+    assert len(await users_by_email(url)) == 6
+    rows = [line.split() for line in second.output.splitlines()]
+    created = {row[1]: row[3] for row in rows if len(row) >= 4 and row[0] == "│"}
+    assert created == {"users": "0", "groups": "0", "memberships": "0"}
+
+
+async def test_seed_in_production_requires_a_password(create_database: CreateDatabase) -> None:
+    url = await migrated(create_database)
+    result = await roster(
+        "seed",
+        database_url=url,
+        ROSTER_ENVIRONMENT="production",
+        ROSTER_ACCESS_TOKEN_SECRET="Zq3v7Xb1Lw9Rk2Tn5Hj8Mf4Pd6Sc0Ga-access",
+        ROSTER_RESET_PASSWORD_SECRET="Yp2u6Wa0Kv8Qj1Sm4Gi7Le3Oc5Rb9Fz-reset",
+        ROSTER_VERIFY_SECRET="Xo1t5Vz9Ju7Pi0Rl3Fh6Kd2Nb4Qa8Ey-verify",
+    )
+    assert result.exit_code == 1
+    assert "ROSTER_SEED_PASSWORD" in result.output
+    assert await users_by_email(url) == {}
+
+
+async def test_seed_generates_a_large_data_set_idempotently(
+    create_database: CreateDatabase,
+) -> None:
+    url = await migrated(create_database)
+    result = await roster("seed", "--users", "120", "--groups", "7", database_url=url)
+    assert result.exit_code == 0, result.output
+
+    engine = create_engine(url, pool_size=1, max_overflow=0)
+    try:
+        async with engine.connect() as connection:
+
+            async def count(query: Select[tuple[int]]) -> int:
+                return (await connection.scalar(query)) or 0
+
+            is_owner = memberships.c.role == GroupRole.OWNER.value
+            counts = (
+                await count(select(func.count()).select_from(users)),
+                await count(select(func.count()).select_from(groups)),
+                await count(select(func.count()).select_from(memberships)),
+                await count(select(func.count()).select_from(memberships).where(is_owner)),
+                # Every group has an owner.
+                await count(
+                    select(func.count(func.distinct(memberships.c.group_id))).where(is_owner)
+                ),
+            )
+    finally:
+        await engine.dispose()
+    assert counts == (120, 7, 120, 7, 7)
+
+    again = await roster("seed", "--users", "120", "--groups", "7", database_url=url)
+    assert again.exit_code == 0
+    assert len(await users_by_email(url)) == 120
+
+
+# --- configuration and the embedded default -------------------------------------------------
+
+
+async def test_production_refuses_to_serve_with_a_missing_secret() -> None:
+    result = await roster(
+        "serve",
+        database_url="postgresql+asyncpg://roster:pw@127.0.0.1:1/roster",
+        ROSTER_ENVIRONMENT="production",
+        ROSTER_ACCESS_TOKEN_SECRET="Zq3v7Xb1Lw9Rk2Tn5Hj8Mf4Pd6Sc0Ga-access",
+        ROSTER_RESET_PASSWORD_SECRET="changeme-changeme-changeme-changeme",
+    )
+    assert result.exit_code == 2
+    assert "ROSTER_RESET_PASSWORD_SECRET is a placeholder value" in result.output
+    assert "ROSTER_VERIFY_SECRET is not set" in result.output
+
+
+async def test_without_a_database_url_the_embedded_postgres_keeps_its_data(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    upgraded = await roster("migrate", "upgrade", ROSTER_DATA_DIR=str(data_dir))
+    assert upgraded.exit_code == 0, upgraded.output
+    assert f"Using the embedded Postgres in {data_dir}" in upgraded.output
+    assert (data_dir / "PG_VERSION").is_file()
+
+    # A second run starts the same server again and finds the migrated database.
+    current = await roster("migrate", "current", ROSTER_DATA_DIR=str(data_dir))
+    assert current.exit_code == 0, current.output
+    head = migrations.head_revision(MIGRATIONS_DIR)
+    assert f"Database at revision {head} (latest)." in current.output
