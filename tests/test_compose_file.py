@@ -142,9 +142,15 @@ def test_roster_services_share_one_image_and_its_production_settings(
     compose: dict[str, Any],
 ) -> None:
     services = [compose["services"][name] for name in ROSTER_SERVICES]
-    for key in ("image", "build", "environment", "read_only", "cap_drop", "security_opt"):
+    for key in ("image", "build", "read_only", "cap_drop", "security_opt"):
         assert all(service[key] == services[0][key] for service in services), key
     environment = services[0]["environment"]
+    assert compose["services"]["api"]["environment"] == environment
+    # seed alone also passes the sample users' password through, and only when it is set.
+    assert compose["services"]["seed"]["environment"] == {
+        **environment,
+        "ROSTER_SEED_PASSWORD": None,
+    }
     assert environment["ROSTER_ENVIRONMENT"] == "production"
     assert environment["ROSTER_DATABASE_URL"] == (
         "postgresql+asyncpg://${POSTGRES_USER:-roster}:"
@@ -196,6 +202,15 @@ def test_env_example_lists_every_variable_with_blank_secrets_and_the_defaults(
 ) -> None:
     example = dotenv_values(repo_root / ".env.example")
     used = {name: argument for name, _, argument in interpolations(compose)}
+    # A variable listed without a value is passed through from .env when set there.
+    passed_through = {
+        name: ""
+        for service in compose["services"].values()
+        for name, value in service.get("environment", {}).items()
+        if value is None
+    }
+    assert passed_through == {"ROSTER_SEED_PASSWORD": ""}
+    used |= passed_through
     assert set(example) == set(used)
     for name, value in example.items():
         if SECRET_NAME.search(name):
