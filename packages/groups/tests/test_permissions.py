@@ -2,12 +2,14 @@
 
 A refused request must also leave the database as it was."""
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -132,3 +134,18 @@ async def test_permission_matrix(
         assert await snapshot(db_sessionmaker) == before
     elif route.method != "GET":
         assert await snapshot(db_sessionmaker) != before
+
+
+def documented_statuses(app: FastAPI, method: str, path: str) -> set[int]:
+    """The statuses the OpenAPI document lists for the route that serves `path`."""
+    for template, operations in app.openapi()["paths"].items():
+        if re.fullmatch(re.sub(r"\{[^}]+\}", "[^/]+", template), path.split("?")[0]):
+            return {int(code) for code in operations[method.lower()]["responses"]}
+    raise AssertionError(f"no route documented for {path}")
+
+
+async def test_every_answer_in_the_matrix_is_documented(app: FastAPI, world: World) -> None:
+    for route in ROUTES:
+        for actor, expected in zip(ACTORS, route.expected, strict=True):
+            path = route.path(world, actor)
+            assert expected in documented_statuses(app, route.method, path), (route.name, actor)

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from typing import Annotated, Any, Final
 
 from fastapi import Depends, HTTPException, Path, status
+from pydantic import BaseModel
 
 from roster_auth import User, UserDependency
 from roster_db import SessionDep
@@ -52,6 +53,26 @@ STATUS_OF_ERROR: Final[dict[type[GroupsError], int]] = {
     InsufficientGroupRoleError: status.HTTP_403_FORBIDDEN,
     SuperuserRequiredError: status.HTTP_403_FORBIDDEN,
 }
+
+
+class ErrorBody(BaseModel):
+    """The body of every refusal: a stable code such as `GROUP_NOT_FOUND`."""
+
+    detail: str
+
+
+def error_responses(*errors: type[GroupsError]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` for a route that may raise these errors (and refuses anonymous
+    callers with 401), so clients see every code a route can answer."""
+    codes: dict[int, list[str]] = {}
+    for error in errors:
+        codes.setdefault(STATUS_OF_ERROR[error], []).append(error.code)
+    responses: dict[int | str, dict[str, Any]] = {
+        status.HTTP_401_UNAUTHORIZED: {"model": ErrorBody, "description": "Not signed in."}
+    }
+    for status_code, names in sorted(codes.items()):
+        responses[status_code] = {"model": ErrorBody, "description": ", ".join(names)}
+    return responses
 
 
 def http_error_for(error: GroupsError) -> HTTPException:
@@ -94,9 +115,11 @@ def require_group_role(
 __all__ = [
     "MAX_GROUP_ID",
     "STATUS_OF_ERROR",
+    "ErrorBody",
     "GroupAccessDependency",
     "GroupIdPath",
     "domain_errors_as_http",
+    "error_responses",
     "http_error_for",
     "require_group_role",
 ]

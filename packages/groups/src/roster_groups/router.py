@@ -8,7 +8,17 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from roster_auth import User, UserDependency, UserRead
 from roster_db import Page, PageParams, PageParamsDep, SessionDep
 from roster_groups import service
-from roster_groups.dependencies import GroupIdPath, domain_errors_as_http
+from roster_groups.dependencies import GroupIdPath, domain_errors_as_http, error_responses
+from roster_groups.errors import (
+    GroupNameAlreadyExistsError,
+    GroupNotFoundError,
+    InsufficientGroupRoleError,
+    LastOwnerError,
+    MemberNotFoundError,
+    MembershipAlreadyExistsError,
+    SuperuserRequiredError,
+    UserNotFoundError,
+)
 from roster_groups.models import GroupRole
 from roster_groups.schemas import (
     GroupCreate,
@@ -40,18 +50,34 @@ def create_groups_router(current_user: UserDependency) -> APIRouter:
     """Every groups route, authenticated by `current_user` (e.g. `auth.current_active_user`)."""
     CurrentUser = Annotated[User, Depends(current_user)]  # noqa: N806 - a type alias
     router = APIRouter(tags=["groups"])
+    # What a route on one group may answer besides its own conflicts.
+    in_group = (GroupNotFoundError, InsufficientGroupRoleError)
 
-    @router.post("/groups", status_code=status.HTTP_201_CREATED, response_model=GroupPublic)
+    @router.post(
+        "/groups",
+        status_code=status.HTTP_201_CREATED,
+        response_model=GroupPublic,
+        responses=error_responses(GroupNameAlreadyExistsError),
+    )
     async def create_group(
-        data: GroupCreate, session: SessionDep, user: CurrentUser, response: Response
+        data: GroupCreate,
+        session: SessionDep,
+        user: CurrentUser,
+        request: Request,
+        response: Response,
     ) -> GroupPublic:
         """Create a group; the caller becomes its owner."""
         with domain_errors_as_http():
             group = await service.create_group(session, user, data)
-        response.headers["Location"] = f"/groups/{group.id}"
+        # Relative to the request's own path, so it holds under any prefix the app mounts us at.
+        response.headers["Location"] = f"{request.url.path.rstrip('/')}/{group.id}"
         return group
 
-    @router.get("/groups", response_model=Page[GroupPublic])
+    @router.get(
+        "/groups",
+        response_model=Page[GroupPublic],
+        responses=error_responses(SuperuserRequiredError),
+    )
     async def list_groups(
         session: SessionDep,
         user: CurrentUser,
@@ -66,7 +92,9 @@ def create_groups_router(current_user: UserDependency) -> APIRouter:
                 return await service.list_all_groups(session, user, page)
             return await service.list_groups_of(session, user, page)
 
-    @router.get("/groups/{group_id}", response_model=GroupPublic)
+    @router.get(
+        "/groups/{group_id}", response_model=GroupPublic, responses=error_responses(*in_group)
+    )
     async def get_group(
         group_id: GroupIdPath, session: SessionDep, user: CurrentUser
     ) -> GroupPublic:
@@ -74,7 +102,11 @@ def create_groups_router(current_user: UserDependency) -> APIRouter:
         with domain_errors_as_http():
             return await service.get_group(session, user, group_id)
 
-    @router.patch("/groups/{group_id}", response_model=GroupPublic)
+    @router.patch(
+        "/groups/{group_id}",
+        response_model=GroupPublic,
+        responses=error_responses(*in_group, GroupNameAlreadyExistsError),
+    )
     async def update_group(
         group_id: GroupIdPath, data: GroupUpdate, session: SessionDep, user: CurrentUser
     ) -> GroupPublic:
@@ -82,13 +114,21 @@ def create_groups_router(current_user: UserDependency) -> APIRouter:
         with domain_errors_as_http():
             return await service.update_group(session, user, group_id, data)
 
-    @router.delete("/groups/{group_id}", status_code=status.HTTP_204_NO_CONTENT)
+    @router.delete(
+        "/groups/{group_id}",
+        status_code=status.HTTP_204_NO_CONTENT,
+        responses=error_responses(*in_group),
+    )
     async def delete_group(group_id: GroupIdPath, session: SessionDep, user: CurrentUser) -> None:
         """Delete a group and its memberships (owner)."""
         with domain_errors_as_http():
             await service.delete_group(session, user, group_id)
 
-    @router.get("/groups/{group_id}/members", response_model=Page[MemberPublic])
+    @router.get(
+        "/groups/{group_id}/members",
+        response_model=Page[MemberPublic],
+        responses=error_responses(*in_group),
+    )
     async def list_members(
         group_id: GroupIdPath,
         session: SessionDep,
@@ -104,6 +144,7 @@ def create_groups_router(current_user: UserDependency) -> APIRouter:
         "/groups/{group_id}/members",
         status_code=status.HTTP_201_CREATED,
         response_model=MemberPublic,
+        responses=error_responses(*in_group, UserNotFoundError, MembershipAlreadyExistsError),
     )
     async def add_member(
         group_id: GroupIdPath, data: MembershipCreate, session: SessionDep, user: CurrentUser
@@ -112,7 +153,11 @@ def create_groups_router(current_user: UserDependency) -> APIRouter:
         with domain_errors_as_http():
             return await service.add_member(session, user, group_id, data)
 
-    @router.patch("/groups/{group_id}/members/{user_id}", response_model=MemberPublic)
+    @router.patch(
+        "/groups/{group_id}/members/{user_id}",
+        response_model=MemberPublic,
+        responses=error_responses(*in_group, MemberNotFoundError, LastOwnerError),
+    )
     async def change_role(
         group_id: GroupIdPath,
         user_id: uuid.UUID,
@@ -124,7 +169,11 @@ def create_groups_router(current_user: UserDependency) -> APIRouter:
         with domain_errors_as_http():
             return await service.change_role(session, user, group_id, user_id, data.role)
 
-    @router.delete("/groups/{group_id}/members/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
+    @router.delete(
+        "/groups/{group_id}/members/{user_id}",
+        status_code=status.HTTP_204_NO_CONTENT,
+        responses=error_responses(*in_group, MemberNotFoundError, LastOwnerError),
+    )
     async def remove_member(
         group_id: GroupIdPath, user_id: uuid.UUID, session: SessionDep, user: CurrentUser
     ) -> None:
@@ -132,14 +181,18 @@ def create_groups_router(current_user: UserDependency) -> APIRouter:
         with domain_errors_as_http():
             await service.remove_member(session, user, group_id, user_id)
 
-    @router.get("/users/me/groups", response_model=Page[GroupPublic])
+    @router.get("/users/me/groups", response_model=Page[GroupPublic], responses=error_responses())
     async def my_groups(
         session: SessionDep, user: CurrentUser, page: PageParamsDep
     ) -> Page[GroupPublic]:
         """The caller's groups with the caller's role in each."""
         return await service.list_groups_of(session, user, page)
 
-    @router.get("/user-groups/{group_id}/users", response_model=list[UserRead])
+    @router.get(
+        "/user-groups/{group_id}/users",
+        response_model=list[UserRead],
+        responses=error_responses(*in_group),
+    )
     async def group_users(
         group_id: GroupIdPath,
         session: SessionDep,
