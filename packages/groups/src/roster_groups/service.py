@@ -28,6 +28,7 @@ from roster_db import Page, PageParams, is_foreign_key_violation, is_unique_viol
 from roster_groups.errors import (
     GroupNameAlreadyExistsError,
     GroupNotFoundError,
+    GroupsError,
     InsufficientGroupRoleError,
     LastOwnerError,
     MemberNotFoundError,
@@ -145,12 +146,21 @@ async def authorize(
     return access
 
 
-async def _flush_new_group(session: AsyncSession) -> None:
+async def _flush(
+    session: AsyncSession,
+    *,
+    on_unique: type[GroupsError] | None = None,
+    on_foreign_key: type[GroupsError] | None = None,
+) -> None:
+    """Write pending changes now, so that the database's verdict on a constraint becomes a
+    domain error here (and the router's 409/404) rather than a failed commit later."""
     try:
         await session.flush()
     except IntegrityError as error:
-        if is_unique_violation(error):
-            raise GroupNameAlreadyExistsError from error
+        if on_unique is not None and is_unique_violation(error):
+            raise on_unique from error
+        if on_foreign_key is not None and is_foreign_key_violation(error):
+            raise on_foreign_key from error
         raise
 
 
@@ -158,10 +168,11 @@ async def create_group(session: AsyncSession, user: User, data: GroupCreate) -> 
     """A new group, owned by its creator."""
     group = UserGroup(name=data.name, description=data.description)
     session.add(group)
-    await _flush_new_group(session)
+    await _flush(session, on_unique=GroupNameAlreadyExistsError)
     assert group.id is not None
     session.add(Membership(group_id=group.id, user_id=user.id, role=GroupRole.OWNER))
-    await session.flush()
+    # A foreign-key violation: the creator's account was deleted meanwhile.
+    await _flush(session, on_foreign_key=UserNotFoundError)
     return _group_public(group, GroupRole.OWNER)
 
 
@@ -228,12 +239,7 @@ async def update_group(
     for field, value in changes.items():
         setattr(group, field, value)
     if changes:
-        try:
-            await session.flush()
-        except IntegrityError as error:
-            if is_unique_violation(error):
-                raise GroupNameAlreadyExistsError from error
-            raise
+        await _flush(session, on_unique=GroupNameAlreadyExistsError)
     return _group_public(group, access.role)
 
 
@@ -342,14 +348,8 @@ async def add_member(
     membership = Membership(group_id=group_id, user_id=new_member.id, role=data.role)
     membership.user = new_member
     session.add(membership)
-    try:
-        await session.flush()
-    except IntegrityError as error:
-        if is_unique_violation(error):
-            raise MembershipAlreadyExistsError from error
-        if is_foreign_key_violation(error):  # the account was deleted meanwhile
-            raise UserNotFoundError from error
-        raise
+    # A foreign-key violation: the account was deleted since we read it.
+    await _flush(session, on_unique=MembershipAlreadyExistsError, on_foreign_key=UserNotFoundError)
     return _member_public(membership)
 
 
