@@ -208,7 +208,8 @@ async def test_an_unexpected_error_is_a_logged_500_without_statement_parameters(
     async def broken() -> None:
         async with db_sessionmaker() as session:
             # A NOT NULL violation whose parameters carry a value that must not reach logs.
-            await session.execute(
+            connection = await session.connection()
+            await connection.execute(
                 text('INSERT INTO "user" (id, email, hashed_password) VALUES (:id, :email, :h)'),
                 {"id": None, "email": "x@example.com", "h": "argon2-hash-that-must-stay-secret"},
             )

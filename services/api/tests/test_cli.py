@@ -246,8 +246,8 @@ async def test_commands_refuse_an_unmigrated_database(create_database: CreateDat
 async def group_members(url: str) -> dict[str, dict[str, GroupRole]]:
     engine = create_engine(url, pool_size=1, max_overflow=0)
     try:
-        async with create_sessionmaker(engine)() as session:
-            rows = await session.execute(
+        async with engine.connect() as connection:
+            rows = await connection.execute(
                 select(groups.c.name, users.c.email, memberships.c.role)
                 .join(memberships, memberships.c.group_id == groups.c.id)
                 .join(users, users.c.id == memberships.c.user_id)

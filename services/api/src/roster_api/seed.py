@@ -15,6 +15,7 @@ from fastapi_users.exceptions import InvalidPasswordException
 from sqlalchemy import Table, func, insert, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from roster_api.app import build_auth_config
@@ -100,12 +101,14 @@ async def seed_sample(settings: Settings, database_url: str, password: str) -> S
                 sample.email: await _ensure_user(auth, session, sample, password, report)
                 for sample in SAMPLE_USERS
             }
+            # Groups and memberships in Core, on the session's connection (same transaction).
+            connection = await session.connection()
             for sample_group in SAMPLE_GROUPS:
-                group_id = await _ensure_group(session, sample_group, report)
+                group_id = await _ensure_group(connection, sample_group, report)
                 for position, email in enumerate(sample_group.members):
                     role = GroupRole.OWNER if position == 0 else GroupRole.MEMBER
                     created = await _insert_ignoring_existing(
-                        session,
+                        connection,
                         membership_table,
                         [{"group_id": group_id, "user_id": users[email].id, "role": role.value}],
                     )
@@ -148,14 +151,16 @@ async def _ensure_user(
     return user
 
 
-async def _ensure_group(session: AsyncSession, sample: SampleGroup, report: SeedReport) -> int:
-    existing = await session.scalar(
+async def _ensure_group(
+    connection: AsyncConnection, sample: SampleGroup, report: SeedReport
+) -> int:
+    existing = await connection.scalar(
         select(group_table.c.id).where(func.lower(group_table.c.name) == sample.name.lower())
     )
     if existing is not None:
         report.groups_existing += 1
         return int(existing)
-    created = await session.execute(
+    created = await connection.execute(
         insert(group_table)
         .values(name=sample.name, description=sample.description)
         .returning(group_table.c.id)
@@ -165,12 +170,12 @@ async def _ensure_group(session: AsyncSession, sample: SampleGroup, report: Seed
 
 
 async def _insert_ignoring_existing(
-    session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]]
+    connection: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]
 ) -> int:
     """Insert rows, skipping those that collide with existing ones; how many were new."""
     if not rows:
         return 0
-    result = await session.execute(
+    result = await connection.execute(
         pg_insert(table).on_conflict_do_nothing().returning(*table.primary_key.columns), rows
     )
     return len(result.all())
@@ -228,11 +233,10 @@ async def seed_bulk(
             }
 
     engine = create_engine(database_url, pool_size=1, max_overflow=0)
-    sessionmaker = create_sessionmaker(engine)
     try:
         for batch in _batches(user_rows(), BULK_BATCH_SIZE):
-            async with session_scope(sessionmaker) as session:
-                created = await _insert_ignoring_existing(session, user_table, batch)
+            async with engine.begin() as connection:
+                created = await _insert_ignoring_existing(connection, user_table, batch)
             report.users_created += created
             report.users_existing += len(batch) - created
             report_progress("users", len(batch))
@@ -241,9 +245,9 @@ async def seed_bulk(
         group_rows = ({"name": bulk_group_name(index)} for index in range(groups))
         for batch in _batches(group_rows, BULK_BATCH_SIZE):
             names = [row["name"] for row in batch]
-            async with session_scope(sessionmaker) as session:
-                created = await _insert_ignoring_existing(session, group_table, batch)
-                rows = await session.execute(
+            async with engine.begin() as connection:
+                created = await _insert_ignoring_existing(connection, group_table, batch)
+                rows = await connection.execute(
                     select(group_table.c.name, group_table.c.id).where(
                         group_table.c.name.in_(names)
                     )
@@ -264,8 +268,8 @@ async def seed_bulk(
                 }
 
         for batch in _batches(membership_rows(), BULK_BATCH_SIZE):
-            async with session_scope(sessionmaker) as session:
-                created = await _insert_ignoring_existing(session, membership_table, batch)
+            async with engine.begin() as connection:
+                created = await _insert_ignoring_existing(connection, membership_table, batch)
             report.memberships_created += created
             report.memberships_existing += len(batch) - created
             report_progress("memberships", len(batch))
