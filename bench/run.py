@@ -67,7 +67,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, help="seconds per scenario")
     parser.add_argument("--warmup", type=float, help="seconds of warm-up before each scenario")
     parser.add_argument("--connections", type=int, help="concurrent connections (default 32)")
-    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers (default 1)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="uvicorn workers (default 1; with more, SQL/req is not counted)",
+    )
     parser.add_argument(
         "--generator",
         choices=["auto", "wrk", "python"],
@@ -152,7 +157,7 @@ def check_parity(roster: RunningServer, floor: RunningServer, scenarios: list[Sc
 
 
 def measure(
-    server: RunningServer, scenario: Scenario, load: LoadSettings, mode: Mode
+    server: RunningServer, scenario: Scenario, load: LoadSettings, mode: Mode, workers: int
 ) -> Measurement:
     name = f"{scenario.key}-{server.name}"
     print(f"  {server.name:6} {scenario.title}", file=sys.stderr, flush=True)
@@ -162,6 +167,9 @@ def measure(
     result = load.run(scenario.plan, server.port, mode.duration_s, name)
     after = server.idle_stats()
     served = after.requests - before.requests
+    if workers > 1:
+        # Each worker counts for itself, and two stats requests may reach different workers.
+        served = 0
     return Measurement(
         key=scenario.key,
         title=scenario.title,
@@ -259,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"running {len(scenarios)} scenarios", file=sys.stderr, flush=True)
                 for scenario in scenarios:
                     for server in [roster, floor] if scenario.on_floor else [roster]:
-                        measurements.append(measure(server, scenario, load, mode))
+                        measurements.append(measure(server, scenario, load, mode, options.workers))
                         if args.profile is not None and scenario.kind is not Kind.WRITE:
                             summary = profiling.profile(
                                 server, scenario, load, mode.duration_s, args.profile
