@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+import os
 import platform
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+import psutil
 
 from bench.load import LoadResult
 from bench.scenarios import Kind
@@ -15,6 +18,16 @@ RSS_TARGET_MB = 150
 FLOOR_RPS_RATIO_TARGET = 0.5
 FLOOR_P99_RATIO_TARGET = 2.0
 SIZE_P50_RATIO_TARGET = 1.3
+
+
+READING_GUIDE = (
+    "p50/p99: latency percentiles at the load generator. Errors: non-2xx answers, socket "
+    "errors and timeouts. SQL/req: statements the app sent per request (SQLAlchemy cursor "
+    "executes for roster, queries for the floor); round trips/req adds BEGIN, COMMIT, ROLLBACK "
+    "and the pool's pre-ping. RSS: resident memory of the server's worker after the scenario. "
+    "roster/floor: roster's req/s divided by the floor's, and roster's p99 divided by the "
+    "floor's, for the scenarios both answer."
+)
 
 
 @dataclass(frozen=True)
@@ -220,6 +233,8 @@ class Report:
                     "",
                     self.markdown_table(),
                     "",
+                    READING_GUIDE,
+                    "",
                     "## Targets",
                     "",
                     *self.verdict_lines(markdown=True),
@@ -266,10 +281,6 @@ def machine_description() -> str:
                     break
     except OSError:
         pass
-    import os
-
-    import psutil
-
     memory = psutil.virtual_memory().total / (1024**3)
     return (
         f"{model or platform.processor() or 'unknown CPU'}, {os.cpu_count()} cores, "
