@@ -3,10 +3,18 @@ variable to fix."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
-from roster_api.settings import DEVELOPMENT_SECRETS, Environment, LogFormat, Settings
+from roster_api.settings import (
+    DEVELOPMENT_SECRETS,
+    Environment,
+    LogFormat,
+    Settings,
+    variable_name,
+)
 
 from .conftest import make_settings
 
@@ -111,3 +119,14 @@ def test_secrets_stay_out_of_the_settings_repr() -> None:
     text = repr(settings)
     assert GOOD_SECRETS["access_token_secret"] not in text
     assert "pw@db.internal" not in text
+
+
+def test_the_readme_documents_every_variable() -> None:
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    missing = [
+        variable_name(field)
+        for field in Settings.model_fields
+        if f"`{variable_name(field)}`" not in table
+    ]
+    assert missing == []
