@@ -4,6 +4,7 @@ models and migrations agree, and an upgrade keeps the data already there."""
 from __future__ import annotations
 
 import ast
+import asyncio
 from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
@@ -196,3 +197,28 @@ async def test_migrated_schema_equals_the_models_schema(
     assert migrated["triggers"], "the groups trigger is missing from both"
     for name in CATALOG_QUERIES:
         assert migrated[name] == from_models[name], name
+
+
+async def test_an_upgrade_waits_for_the_migration_lock(
+    create_database: CreateDatabase, migrations_dir: Path
+) -> None:
+    """Replicas running `roster migrate upgrade` at once take turns: each run holds a Postgres
+    advisory lock, so a later one finds the work done instead of creating the tables again."""
+    url = await create_database()
+    engine = create_engine(url, pool_size=1, max_overflow=0)
+    try:
+        async with engine.connect() as holder:
+            await holder.execute(
+                text("SELECT pg_advisory_lock(:key)"), {"key": migrations.MIGRATION_LOCK_KEY}
+            )
+            upgrade = asyncio.ensure_future(migrations.upgrade(url, migrations_dir))
+            done, _ = await asyncio.wait({upgrade}, timeout=1.0)
+            assert not done, "the upgrade ran while another run held the lock"
+            assert await migrations.current_revision(url) is None
+            await holder.execute(
+                text("SELECT pg_advisory_unlock(:key)"), {"key": migrations.MIGRATION_LOCK_KEY}
+            )
+            await asyncio.wait_for(upgrade, timeout=30)
+    finally:
+        await engine.dispose()
+    assert await migrations.current_revision(url) == migrations.head_revision(migrations_dir)
