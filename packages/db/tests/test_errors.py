@@ -1,5 +1,6 @@
 """Database errors are classified from real violations and real connection failures."""
 
+import asyncio
 import socket
 import uuid
 
@@ -14,10 +15,12 @@ from roster_db import (
     is_check_violation,
     is_database_unavailable,
     is_foreign_key_violation,
+    is_retryable,
     is_unique_violation,
     sqlstate_of,
 )
 from roster_db.base import NAMING_CONVENTION
+from roster_db.testing import CreateDatabase
 
 _metadata = MetaData(naming_convention=NAMING_CONVENTION)
 parent = Table("err_parent", _metadata, Column("id", Integer, primary_key=True))
@@ -118,3 +121,53 @@ def test_timeouts_and_os_errors_are_unavailable() -> None:
     assert is_database_unavailable(ConnectionRefusedError())
     assert is_database_unavailable(socket.gaierror())
     assert not is_database_unavailable(ValueError("not a database problem"))
+
+
+async def test_a_deadlock_is_retryable_not_unavailable(create_database: CreateDatabase) -> None:
+    engine = create_engine(await create_database())
+    try:
+        async with engine.begin() as setup:
+            await setup.execute(text("CREATE TABLE account (id int PRIMARY KEY, balance int)"))
+            await setup.execute(text("INSERT INTO account VALUES (1, 0), (2, 0)"))
+        first_locked, second_locked = asyncio.Event(), asyncio.Event()
+
+        async def transfer(
+            first: int, second: int, mine: asyncio.Event, theirs: asyncio.Event
+        ) -> None:
+            async with engine.begin() as connection:
+                await connection.execute(
+                    text("UPDATE account SET balance = balance + 1 WHERE id = :id"), {"id": first}
+                )
+                mine.set()
+                await theirs.wait()
+                await connection.execute(
+                    text("UPDATE account SET balance = balance - 1 WHERE id = :id"), {"id": second}
+                )
+
+        outcomes = await asyncio.gather(
+            transfer(1, 2, first_locked, second_locked),
+            transfer(2, 1, second_locked, first_locked),
+            return_exceptions=True,
+        )
+    finally:
+        await engine.dispose()
+    errors = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+    assert len(errors) == 1  # Postgres aborts one side and lets the other commit
+    assert sqlstate_of(errors[0]) == "40P01"
+    assert is_retryable(errors[0])
+    assert not is_database_unavailable(errors[0])
+    assert not is_retryable(ValueError())
+
+
+async def test_engine_errors_do_not_quote_statement_parameters(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        with pytest.raises(DBAPIError) as caught:
+            async with engine.connect() as connection:
+                await connection.execute(
+                    text("SELECT CAST(:secret AS text), 1 / 0"), {"secret": "hash-of-a-password"}
+                )
+    finally:
+        await engine.dispose()
+    assert "division by zero" in str(caught.value)
+    assert "hash-of-a-password" not in str(caught.value)

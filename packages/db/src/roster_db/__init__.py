@@ -8,6 +8,7 @@ from roster_db.errors import (
     is_check_violation,
     is_database_unavailable,
     is_foreign_key_violation,
+    is_retryable,
     is_unique_violation,
     sqlstate_of,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "is_check_violation",
     "is_database_unavailable",
     "is_foreign_key_violation",
+    "is_retryable",
     "is_unique_violation",
     "mapper_registry",
     "metadata",

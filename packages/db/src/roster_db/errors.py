@@ -15,6 +15,8 @@ class SQLState(enum.StrEnum):
     FOREIGN_KEY_VIOLATION = "23503"
     CHECK_VIOLATION = "23514"
     NOT_NULL_VIOLATION = "23502"
+    SERIALIZATION_FAILURE = "40001"
+    DEADLOCK_DETECTED = "40P01"
 
 
 # Class 08 (connection exception), 57P01-57P03 (shutdown, cannot connect now), 53300 (too many
@@ -67,6 +69,13 @@ def is_foreign_key_violation(error: BaseException) -> bool:
 
 def is_check_violation(error: BaseException) -> bool:
     return sqlstate_of(error) == SQLState.CHECK_VIOLATION
+
+
+def is_retryable(error: BaseException) -> bool:
+    """True when the server aborted the transaction to resolve a conflict between concurrent
+    transactions (a deadlock, a serialization failure): the same request may succeed if sent
+    again, so it deserves a 503 with Retry-After rather than a 500."""
+    return sqlstate_of(error) in {SQLState.SERIALIZATION_FAILURE, SQLState.DEADLOCK_DETECTED}
 
 
 def is_database_unavailable(error: BaseException) -> bool:

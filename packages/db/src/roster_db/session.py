@@ -19,6 +19,7 @@ def create_engine(
     pool_pre_ping: bool = True,
     connect_timeout: float = 10.0,
     echo: bool = False,
+    hide_parameters: bool = True,
 ) -> AsyncEngine:
     """An async engine for a `postgresql+asyncpg://` URL."""
     if make_url(url).drivername != "postgresql+asyncpg":
@@ -30,6 +31,8 @@ def create_engine(
         pool_timeout=pool_timeout,
         pool_pre_ping=pool_pre_ping,
         echo=echo,
+        # Statement parameters (password hashes, tokens) stay out of error messages and logs.
+        hide_parameters=hide_parameters,
         # asyncpg's own connect timeout, so an unreachable server fails fast instead of hanging.
         connect_args={"timeout": connect_timeout},
     )
