@@ -199,6 +199,71 @@ async def test_validation_errors_are_422_with_a_detail_list(
     assert ("body", "password") in fields
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (
+            "/auth/register",
+            '{"email": "a@example.com", "password": "horse battery \\ud800 staple"}',
+        ),
+        (
+            "/auth/register",
+            '{"email": "a@example.com", "password": "x", "display_name": "\\udfff"}',
+        ),
+        ("/groups", '{"name": "team \\uD83D"}'),
+    ],
+)
+async def test_a_lone_surrogate_in_any_string_is_a_422_not_a_500(
+    db_sessionmaker: Sessionmaker, path: str, body: str
+) -> None:
+    async with serve(app_with(db_sessionmaker)) as client:
+        response = await client.post(
+            path, content=body, headers={"content-type": "application/json"}
+        )
+    assert response.status_code == 422, response.text
+    assert "surrogate" in response.json()["detail"][0]["msg"]
+    assert await count_users(db_sessionmaker) == 0
+
+
+async def test_an_escaped_surrogate_pair_is_an_ordinary_character(
+    db_sessionmaker: Sessionmaker,
+) -> None:
+    body = '{"email": "pair@example.com", "password": "x", "display_name": "\\ud83d\\ude00"}'
+    async with serve(app_with(db_sessionmaker)) as client:
+        response = await client.post(
+            "/auth/register", content=body, headers={"content-type": "application/json"}
+        )
+    # Refused for its weak password, which proves the body reached the route intact.
+    assert response.status_code == 400
+    assert response.json()["detail"]["code"] == "REGISTER_INVALID_PASSWORD"
+
+
+async def test_a_deadlock_is_a_503_with_retry_after(
+    db_sessionmaker: Sessionmaker, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = app_with(db_sessionmaker)
+
+    @app.get("/deadlocked")
+    async def deadlocked() -> None:
+        # What Postgres raises on the side of a deadlock it aborts.
+        async with db_sessionmaker() as session:
+            connection = await session.connection()
+            await connection.execute(
+                text(
+                    "DO $$ BEGIN RAISE EXCEPTION 'deadlock detected' "
+                    "USING ERRCODE = 'deadlock_detected'; END $$"
+                )
+            )
+
+    with caplog.at_level(logging.WARNING, logger="roster_api"):
+        async with serve(app) as client:
+            response = await client.get("/deadlocked")
+    assert response.status_code == 503
+    assert response.headers["retry-after"]
+    assert response.json() == {"detail": "DATABASE_UNAVAILABLE"}
+    assert "transaction aborted by a concurrent one" in caplog.text
+
+
 async def test_an_unexpected_error_is_a_logged_500_without_statement_parameters(
     db_sessionmaker: Sessionmaker, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -21,6 +21,7 @@ from roster_api.middleware import (
     AccessLogMiddleware,
     BodySizeLimitMiddleware,
     ErrorResponseMiddleware,
+    LoneSurrogateMiddleware,
 )
 from roster_api.migrations import head_revision
 from roster_api.openapi import install_openapi
@@ -142,8 +143,10 @@ def create_app(
     app.include_router(create_health_router(expected_revision))
     app.state.auth = auth
 
-    # Innermost first: the body limit sits next to the routes, errors become JSON above it,
+    # Innermost first: JSON bodies are checked for lone surrogates next to the routes, inside
+    # the body limit (so it only ever buffers bounded bodies), errors become JSON above them,
     # CORS headers reach error answers too, and the access log sees the final status.
+    app.add_middleware(LoneSurrogateMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_body_size=settings.max_body_size)
     app.add_middleware(ErrorResponseMiddleware)
     if settings.cors_origins:

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from roster_db import is_database_unavailable, sqlstate_of
+from roster_db import is_database_unavailable, is_retryable, sqlstate_of
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +90,14 @@ def response_for_exception(exc: Exception, path: str) -> JSONResponse:
         logger.warning(
             "database unavailable",
             extra={"path": path, "error": type(exc).__name__},
+        )
+        return database_unavailable_response()
+    if is_retryable(exc):
+        # Postgres aborted this transaction to break a deadlock (or a serialization
+        # conflict) with a concurrent one; nothing was written and a retry may succeed.
+        logger.warning(
+            "transaction aborted by a concurrent one",
+            extra={"path": path, "sqlstate": sqlstate_of(exc)},
         )
         return database_unavailable_response()
     log_unhandled(exc, path)
