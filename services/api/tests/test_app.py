@@ -225,6 +225,24 @@ async def test_a_lone_surrogate_in_any_string_is_a_422_not_a_500(
     assert await count_users(db_sessionmaker) == 0
 
 
+@pytest.mark.parametrize("display_name", ["nul\u0000here", "bell\u0007", "line\nbreak"])
+async def test_control_characters_in_a_display_name_are_a_422_not_a_database_error(
+    db_sessionmaker: Sessionmaker, display_name: str
+) -> None:
+    body = {
+        "email": "control@example.com",
+        "password": DEFAULT_PASSWORD,
+        "display_name": display_name,
+    }
+    async with serve(app_with(db_sessionmaker)) as client:
+        response = await client.post("/auth/register", json=body)
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "display_name"]
+    assert "control characters" in error["msg"]
+    assert await count_users(db_sessionmaker) == 0
+
+
 async def test_an_escaped_surrogate_pair_is_an_ordinary_character(
     db_sessionmaker: Sessionmaker,
 ) -> None:

@@ -2,12 +2,19 @@
 
 import uuid
 from datetime import datetime
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 from fastapi_users import schemas
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, StringConstraints, model_validator
 
 from roster_auth.models import DISPLAY_NAME_MAX_LENGTH
+from roster_db.text import single_line
+
+DisplayName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, max_length=DISPLAY_NAME_MAX_LENGTH),
+    AfterValidator(single_line),
+]
 
 # Columns that cannot hold NULL. FastAPI Users' schemas accept null for them, which the
 # database then refuses (a 500); here a null is read as "not given".
@@ -30,7 +37,7 @@ class UserRead(schemas.BaseUser[uuid.UUID]):
 
 
 class UserCreate(schemas.BaseUserCreate):
-    display_name: str | None = Field(default=None, max_length=DISPLAY_NAME_MAX_LENGTH)
+    display_name: DisplayName | None = None
 
     _nulls_are_absent = model_validator(mode="before")(_drop_nulls)
 
@@ -39,6 +46,6 @@ class UserUpdate(schemas.BaseUserUpdate):
     """Fields left out, or null where the column cannot be null, stay as they are; a null
     `display_name` clears it."""
 
-    display_name: str | None = Field(default=None, max_length=DISPLAY_NAME_MAX_LENGTH)
+    display_name: DisplayName | None = None
 
     _nulls_are_absent = model_validator(mode="before")(_drop_nulls)

@@ -1,6 +1,5 @@
 """What the API reads and writes about groups and memberships."""
 
-import unicodedata
 import uuid
 from datetime import datetime
 from typing import Annotated, Self
@@ -14,34 +13,18 @@ from pydantic import (
     model_validator,
 )
 
+from roster_db.text import multi_line, single_line
 from roster_groups.models import GROUP_DESCRIPTION_MAX_LENGTH, GROUP_NAME_MAX_LENGTH, GroupRole
-
-_ALLOWED_IN_TEXT = frozenset("\n\r\t")
-
-
-def _no_control_characters(value: str) -> str:
-    # Postgres refuses NUL in text (a 500 if it got that far); other control characters in a
-    # name are never meant and make lookalike names.
-    if any(unicodedata.category(char) == "Cc" for char in value):
-        raise ValueError("must not contain control characters")
-    return value
-
-
-def _no_control_characters_but_line_breaks(value: str) -> str:
-    if any(unicodedata.category(c) == "Cc" and c not in _ALLOWED_IN_TEXT for c in value):
-        raise ValueError("must not contain control characters other than tabs and line breaks")
-    return value
-
 
 GroupName = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=GROUP_NAME_MAX_LENGTH),
-    AfterValidator(_no_control_characters),
+    AfterValidator(single_line),
 ]
 GroupDescription = Annotated[
     str,
     StringConstraints(max_length=GROUP_DESCRIPTION_MAX_LENGTH),
-    AfterValidator(_no_control_characters_but_line_breaks),
+    AfterValidator(multi_line),
 ]
 
 
