@@ -47,6 +47,9 @@ class Mode:
     warmup_s: float
     connections: int
     scenarios: tuple[str, ...] | None  # None: all of them
+    # Requests between adding a member and removing them again (see member_toggle_plan): at
+    # 2 * 4096 requests per request timeout (10 s), safe up to about 800 writes per second.
+    write_lag: int = 4096
 
 
 FULL = Mode((10, 100, 1000, 10_000), duration_s=12, warmup_s=2, connections=32, scenarios=None)
@@ -58,6 +61,9 @@ TINY = Mode(
     warmup_s=0,
     connections=8,
     scenarios=("group-users", "me-jwt", "write"),
+    # Half a second never reaches the 2 * 256 requests after which removals start to follow
+    # the run's own additions.
+    write_lag=256,
 )
 
 
@@ -203,6 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warmup_s=args.warmup if args.warmup is not None else base.warmup_s,
         connections=args.connections or base.connections,
         scenarios=tuple(args.scenarios.split(",")) if args.scenarios else base.scenarios,
+        write_lag=base.write_lag,
     )
     generator: Generator
     if args.generator == "auto":
@@ -216,8 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = UvicornOptions(workers=args.workers)
     spec = dataset.DatasetSpec(
         group_sizes=mode.group_sizes,
-        write_lag=mode.connections,
-        write_pool_size=4 * mode.connections,
+        write_lag=mode.write_lag,
+        write_pool_size=2 * mode.write_lag + mode.connections,
     )
     load_before = os.getloadavg()
     started = datetime.now(UTC)

@@ -50,8 +50,10 @@ def member_toggle_plan(
 
     The dataset starts with the last `lag` users of the pool in the group, so every addition
     finds a non-member and every removal a member, provided that each request has completed
-    before the request `2 * lag` places later is issued: true when `lag` is at least the number
-    of connections, each of which has one request outstanding.
+    before the request `2 * lag` places later in the cycle is issued. Connections do not keep
+    that order by themselves (a slow request is overtaken by the other connections' requests),
+    so `lag` is counted in time: a request still unanswered `2 * lag` requests later, at the
+    write path's rate, has exceeded the load generator's timeout and is an error anyway.
     """
     headers = {**bearer(token), "Content-Type": "application/json"}
     cycle: list[HttpRequest] = []
