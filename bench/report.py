@@ -136,15 +136,26 @@ class Report:
         member, loner = self.find("me-jwt"), self.find("me-jwt-loner")
         if member is not None and loner is not None:
             p50 = _ratio(member.load.p50_ms, loner.load.p50_ms)
+            # One-sided: the question is whether belonging to groups adds cost; a loner that
+            # comes out slower is the machine's noise (the counts show the same work).
             verdicts.append(
                 Verdict(
-                    "/users/me costs the same whatever groups the user is in: same SQL/req, "
-                    f"p50 within {SIZE_P50_RATIO_TARGET}x",
+                    "/users/me costs the same whatever groups the user is in: the same SQL/req "
+                    "and round trips/req, p50 no more than "
+                    f"{SIZE_P50_RATIO_TARGET}x the loner's",
                     f"member of every group vs of none: {_count(member.statements_per_request)}"
-                    f" vs {_count(loner.statements_per_request)} SQL/req, p50 "
+                    f" vs {_count(loner.statements_per_request)} SQL/req, "
+                    f"{_count(member.round_trips_per_request)} vs "
+                    f"{_count(loner.round_trips_per_request)} round trips/req, p50 "
                     f"{_ms(member.load.p50_ms)} vs {_ms(loner.load.p50_ms)} ms ({p50:.2f}x)",
-                    math.isclose(member.statements_per_request, loner.statements_per_request)
-                    and 1 / SIZE_P50_RATIO_TARGET <= p50 <= SIZE_P50_RATIO_TARGET,
+                    math.isclose(
+                        member.statements_per_request, loner.statements_per_request, abs_tol=0.05
+                    )
+                    # A new pool connection skips the pre-ping: round trips are not whole.
+                    and math.isclose(
+                        member.round_trips_per_request, loner.round_trips_per_request, rel_tol=0.05
+                    )
+                    and p50 <= SIZE_P50_RATIO_TARGET,
                 )
             )
         members = sorted(
