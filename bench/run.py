@@ -300,7 +300,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("Machine", machine_description()),
             (
                 "Load average (1, 5, 15 min)",
-                f"{_loadavg(load_before)} before the run, {_loadavg(load_after)} after",
+                f"{_loadavg(load_before)} before the run; {_loadavg(load_after)} after it "
+                "(which counts the run's own server and load generator, about 2)",
             ),
             ("Postgres", f"{pg_version}, {source}"),
             ("Server", f"{options.describe()}, production settings; the floor the same way"),
