@@ -22,7 +22,8 @@ class PageParams(BaseModel):
     offset: int = 0
 
 
-def page_params(
+# async: a plain `def` dependency would be sent through a worker thread on every request.
+async def page_params(
     limit: Annotated[
         int, Query(ge=1, le=MAX_LIMIT, description=f"Page size, at most {MAX_LIMIT}.")
     ] = DEFAULT_LIMIT,

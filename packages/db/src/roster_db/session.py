@@ -17,6 +17,7 @@ def create_engine(
     max_overflow: int = 10,
     pool_timeout: float = 30.0,
     pool_pre_ping: bool = True,
+    pool_recycle_seconds: float = -1,
     connect_timeout: float = 10.0,
     echo: bool = False,
     hide_parameters: bool = True,
@@ -30,6 +31,7 @@ def create_engine(
         max_overflow=max_overflow,
         pool_timeout=pool_timeout,
         pool_pre_ping=pool_pre_ping,
+        pool_recycle=pool_recycle_seconds,
         echo=echo,
         # Statement parameters (password hashes, tokens) stay out of error messages and logs.
         hide_parameters=hide_parameters,

@@ -115,6 +115,8 @@ def create_app(
             pool_size=settings.database_pool_size,
             max_overflow=settings.database_max_overflow,
             pool_timeout=settings.database_pool_timeout_seconds,
+            pool_pre_ping=settings.database_pool_pre_ping,
+            pool_recycle_seconds=settings.database_pool_recycle_seconds,
             connect_timeout=settings.database_connect_timeout_seconds,
         )
         logger.info(

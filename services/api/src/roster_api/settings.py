@@ -103,8 +103,16 @@ class Settings(BaseSettings):
 
     # Database. Unset: the `roster` command starts an embedded Postgres (development only).
     database_url: SecretStr | None = None
-    database_pool_size: int = Field(default=5, ge=1)
-    database_max_overflow: int = Field(default=10, ge=0)
+    # Sized for one worker's concurrency: connections beyond the pool are opened and closed
+    # per request, which costs more than the request itself under load.
+    database_pool_size: int = Field(default=15, ge=1)
+    database_max_overflow: int = Field(default=5, ge=0)
+    # Off by default: a ping is three extra round trips per request. A connection the server
+    # dropped fails its request with a 503 and SQLAlchemy replaces the whole pool, so the
+    # service still recovers by itself; recycling retires connections before servers or
+    # proxies drop idle ones.
+    database_pool_pre_ping: bool = False
+    database_pool_recycle_seconds: float = Field(default=1800.0, gt=0)
     database_pool_timeout_seconds: float = Field(default=10.0, gt=0)
     database_connect_timeout_seconds: float = Field(default=5.0, gt=0)
     data_dir: Path | None = None
