@@ -7,8 +7,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from roster_auth import AccessToken, MailKind, OutboxMailer, User
-from roster_auth.testing import DEFAULT_PASSWORD, bearer
+from roster_auth import AccessToken, MailKind, OutboxMailer, RosterAuth, User
+from roster_auth.testing import DEFAULT_PASSWORD, bearer, bearer_headers
 
 Sessionmaker = async_sessionmaker[AsyncSession]
 MakeUser = Callable[..., Awaitable[User]]
@@ -252,3 +252,28 @@ async def test_null_for_a_field_that_cannot_be_null_leaves_it_unchanged(
     )
     assert created.status_code == 201, created.text
     assert created.json()["is_active"] is True
+
+
+async def test_addresses_go_out_as_stored_without_being_checked_again(
+    client: AsyncClient, make_user: MakeUser, auth: RosterAuth
+) -> None:
+    # email-validator would lower-case the first domain and refuse the second (a reserved
+    # name): on the way out neither matters, the address was checked when it was stored.
+    admin = await make_user(email="Root@Example.ORG", is_superuser=True)
+    reserved = await make_user(email="ops@roster.test")
+    headers = await bearer_headers(auth, admin)
+
+    me = await client.get("/users/me", headers=headers)
+    assert (me.status_code, me.json()["email"]) == (200, "Root@Example.ORG")
+    one = await client.get(f"/users/{reserved.id}", headers=headers)
+    assert (one.status_code, one.json()["email"]) == (200, "ops@roster.test")
+    listed = await client.get("/users", headers=headers)
+    assert listed.status_code == 200, listed.text
+    emails = {user["email"] for user in listed.json()["items"]}
+    assert emails == {"Root@Example.ORG", "ops@roster.test"}
+
+    # Addresses coming in are still checked, and the schema still says what the field is.
+    refused = await client.patch("/users/me", headers=headers, json={"email": "root@roster.test"})
+    assert refused.status_code == 422
+    schemas = (await client.get("/openapi.json")).json()["components"]["schemas"]
+    assert schemas["UserRead"]["properties"]["email"]["format"] == "email"
