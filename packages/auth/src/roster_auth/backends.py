@@ -91,7 +91,9 @@ def build_backends(
     """The JWT (bearer) and database-token (cookie) backends, in the order they are tried."""
     strategy = jwt_strategy(config)
 
-    def get_jwt_strategy() -> RequiredClaimsJWTStrategy:
+    # `async`, like every dependency here: FastAPI runs a plain `def` in a worker thread, a
+    # hand-off that costs more than the call on every authenticated request.
+    async def get_jwt_strategy() -> RequiredClaimsJWTStrategy:
         return strategy
 
     # A plain function (not a generator), so that it may depend on the function-scoped
