@@ -2,8 +2,8 @@
 who use it: an owner, an admin, a member, an outsider, a superuser, and anonymous."""
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -13,7 +13,8 @@ import pytest
 import pytest_asyncio
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
 from sqlmodel import select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -252,3 +253,28 @@ async def spread_joined_at(
                 .values(joined_at=start + timedelta(days=day))
             )
         await session.commit()
+
+
+@dataclass(frozen=True)
+class Executed:
+    """One statement sent to the database, as the driver received it."""
+
+    statement: str
+    parameters: Any
+
+
+@contextmanager
+def recorded_statements(connection: AsyncConnection) -> Iterator[list[Executed]]:
+    """Every statement run on `connection` inside the block (the requests' sessions use it)."""
+    executed: list[Executed] = []
+
+    def record(*args: Any) -> None:
+        executed.append(Executed(args[2], args[3]))  # (conn, cursor, statement, parameters, ...)
+
+    sync_connection = connection.sync_connection
+    assert sync_connection is not None
+    event.listen(sync_connection, "before_cursor_execute", record)
+    try:
+        yield executed
+    finally:
+        event.remove(sync_connection, "before_cursor_execute", record)

@@ -1,41 +1,22 @@
 """Query discipline: a listing runs the same statements whatever the group size and page size
 (no N+1), counted on the connection the requests use."""
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
-
 import httpx
 import pytest
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from roster_auth import RosterAuth
 from roster_groups.models import GroupRole
 
-from .conftest import Person, add_group, make_people
+from .conftest import Executed, Person, add_group, make_people, recorded_statements
 
 
-@contextmanager
-def recorded_statements(connection: AsyncConnection) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def record(*args: Any) -> None:
-        statements.append(args[2])  # (conn, cursor, statement, parameters, context, many)
-
-    sync_connection = connection.sync_connection
-    assert sync_connection is not None
-    event.listen(sync_connection, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(sync_connection, "before_cursor_execute", record)
-
-
-def about_groups(statements: list[str]) -> list[str]:
+def about_groups(executed: list[Executed]) -> list[str]:
     """The statements of roster-groups (the rest authenticate the caller or are savepoints)."""
-    return [s for s in statements if "membership" in s or "user_group" in s]
+    return [
+        e.statement for e in executed if "membership" in e.statement or "user_group" in e.statement
+    ]
 
 
 async def group_of(
@@ -52,12 +33,12 @@ async def count_request(
     client: httpx.AsyncClient, connection: AsyncConnection, url: str, person: Person
 ) -> tuple[int, int, int]:
     """(all statements, roster-groups statements, items returned) for one request."""
-    with recorded_statements(connection) as statements:
+    with recorded_statements(connection) as executed:
         response = await client.get(url, headers=person.headers)
     assert response.status_code == 200, response.text
     body = response.json()
     items = body if isinstance(body, list) else body["items"]
-    return len(statements), len(about_groups(statements)), len(items)
+    return len(executed), len(about_groups(executed)), len(items)
 
 
 @pytest.mark.parametrize(
