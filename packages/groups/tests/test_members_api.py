@@ -26,6 +26,10 @@ async def test_members_are_listed_longest_standing_first_with_their_details(
     page = response.json()
     assert (page["total"], page["limit"], page["offset"]) == (5, 50, 0)
     assert [item["user_id"] for item in page["items"]] == [str(p.id) for p in order]
+    # Every row carries its own user's account, not a neighbour's.
+    assert [(item["email"], item["display_name"]) for item in page["items"]] == [
+        (p.user.email, p.user.display_name) for p in order
+    ]
     first = page["items"][0]
     assert first == {
         "user_id": str(world.member.id),

@@ -209,7 +209,7 @@ def create_groups_router(current_user: UserDependency) -> APIRouter:
         link = link_header(request, page, total)
         if link is not None:
             response.headers["Link"] = link
-        return [UserRead.model_validate(member) for member in users]
+        return users
 
     return router
 

@@ -15,15 +15,17 @@ service flushes and maps the SQLSTATE of the violation, so racing requests get a
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from datetime import datetime
+from typing import Any, Final
 
-from sqlalchemy import ColumnElement, and_, func
+from sqlalchemy import ColumnElement, Subquery, and_, func
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import contains_eager, joinedload
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import Select
 
-from roster_auth import User
+from roster_auth import User, UserRead
 from roster_db import Page, PageParams, is_foreign_key_violation, is_unique_violation
 from roster_groups.errors import (
     GroupNameAlreadyExistsError,
@@ -51,6 +53,14 @@ ROLE_RANK: Final[dict[GroupRole, int]] = {
     GroupRole.ADMIN: 1,
     GroupRole.OWNER: 2,
 }
+
+
+# Through the table's columns: FastAPI Users' mixin types `id` and `email` as plain values.
+USER_COLUMNS: Final = User.__table__.c
+# The columns `UserRead` (the /users/me schema) reads, named by its fields as
+# `UserRead.model_validate(user)` reads a `User`'s attributes: a group's users keep exactly
+# that schema if roster-auth changes it (a field that is not a column fails at import).
+USER_READ_COLUMNS: Final = tuple(USER_COLUMNS[name] for name in UserRead.model_fields)
 
 
 def role_at_least(role: GroupRole | None, minimum: GroupRole) -> bool:
@@ -250,6 +260,22 @@ async def delete_group(session: AsyncSession, user: User, group_id: int) -> None
     await session.flush()
 
 
+def _page_of_memberships(conditions: Sequence[ColumnElement[bool]], page: PageParams) -> Subquery:
+    """One page of a group's memberships, longest-standing first, as a subquery to join the
+    users to afterwards (a deferred join): the page is a range of
+    ix_membership_group_id_joined_at read without the table, and only its rows meet "user".
+    Joining first would join and sort every member of the group for any page."""
+    return (
+        select(Membership.user_id, Membership.role, Membership.joined_at)
+        .where(*conditions)
+        # user_id breaks ties, so pages never overlap or skip.
+        .order_by(col(Membership.joined_at), col(Membership.user_id))
+        .limit(page.limit)
+        .offset(page.offset)
+        .subquery("page")
+    )
+
+
 async def list_members(
     session: AsyncSession,
     user: User,
@@ -265,19 +291,34 @@ async def list_members(
     total = (
         await session.exec(select(func.count()).select_from(Membership).where(*conditions))
     ).one()
-    memberships = (
+    members = _page_of_memberships(conditions, page)
+    # Columns, not entities: no ORM instance per row. (SQLModel's `select` types at most four
+    # columns; its `Select` class takes any number, typed by the annotation.)
+    columns: Select[uuid.UUID, str, str | None, GroupRole, datetime] = Select(
+        members.c.user_id,
+        USER_COLUMNS.email,
+        USER_COLUMNS.display_name,
+        members.c.role,
+        members.c.joined_at,
+    )
+    rows = (
         await session.exec(
-            select(Membership)
-            .options(joinedload(Membership.user))  # type: ignore[arg-type]
-            .where(*conditions)
-            # user_id breaks ties, so pages never overlap or skip.
-            .order_by(col(Membership.joined_at), col(Membership.user_id))
-            .limit(page.limit)
-            .offset(page.offset)
+            columns.join_from(members, User, USER_COLUMNS.id == members.c.user_id).order_by(
+                members.c.joined_at, members.c.user_id
+            )
         )
     ).all()
     return Page(
-        items=[_member_public(m) for m in memberships],
+        items=[
+            MemberPublic(
+                user_id=user_id,
+                email=email,
+                display_name=display_name,
+                role=member_role,
+                joined_at=joined_at,
+            )
+            for user_id, email, display_name, member_role, joined_at in rows
+        ],
         total=total,
         limit=page.limit,
         offset=page.offset,
@@ -286,24 +327,24 @@ async def list_members(
 
 async def list_users(
     session: AsyncSession, user: User, group_id: int, page: PageParams
-) -> tuple[Sequence[User], int]:
-    """A group's users (longest-standing members first) and how many there are in all."""
+) -> tuple[list[UserRead], int]:
+    """A group's users (longest-standing members first) and how many there are in all. Three
+    statements, whatever the page size."""
     await authorize(session, user, group_id)
-    total = (
+    in_group = col(Membership.group_id) == group_id
+    total = (await session.exec(select(func.count()).select_from(Membership).where(in_group))).one()
+    members = _page_of_memberships([in_group], page)
+    columns: Select[*tuple[Any, ...]] = Select(*USER_READ_COLUMNS)
+    rows = (
         await session.exec(
-            select(func.count()).select_from(Membership).where(Membership.group_id == group_id)
-        )
-    ).one()
-    users = (
-        await session.exec(
-            select(User)
-            .join(Membership, col(Membership.user_id) == User.id)
-            .where(Membership.group_id == group_id)
-            .order_by(col(Membership.joined_at), col(Membership.user_id))
-            .limit(page.limit)
-            .offset(page.offset)
+            columns.join_from(members, User, USER_COLUMNS.id == members.c.user_id).order_by(
+                members.c.joined_at, members.c.user_id
+            )
         )
     ).all()
+    users = [
+        UserRead.model_validate(dict(zip(UserRead.model_fields, row, strict=True))) for row in rows
+    ]
     return users, total
 
 
