@@ -32,7 +32,7 @@ from bench import dataset, postgres, profiling
 from bench.generators import Generator, LoadSettings, wrk_available
 from bench.pinning import plan_cores
 from bench.report import MIB, Measurement, Report, machine_description
-from bench.scenarios import Kind, Scenario, build_scenarios
+from bench.scenarios import Kind, Scenario, build_scenarios, scenario_keys
 from bench.servers import RunningServer, ServerSpec, UvicornOptions, serving
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -53,7 +53,7 @@ class Mode:
 
 
 FULL = Mode((10, 100, 1000, 10_000), duration_s=12, warmup_s=2, connections=32, scenarios=None)
-# The smoke test's mode: small data, a second per scenario, the scenarios that use every part
+# The smoke test's mode: small data, half a second per scenario, the scenarios that use every part
 # (the floor, both auth paths' JWT side, the write path).
 TINY = Mode(
     (10, 100),
@@ -197,7 +197,8 @@ def tool_version(command: list[str]) -> str:
         completed = subprocess.run(command, capture_output=True, text=True, timeout=10, check=False)
     except OSError:
         return "unknown"
-    return (completed.stdout or completed.stderr).splitlines()[0].strip() if completed else ""
+    lines = (completed.stdout or completed.stderr).splitlines()
+    return lines[0].strip() if lines else "unknown"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -211,6 +212,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         scenarios=tuple(args.scenarios.split(",")) if args.scenarios else base.scenarios,
         write_lag=base.write_lag,
     )
+    keys = scenario_keys(mode.group_sizes)
+    if args.list:
+        print("\n".join(keys))
+        return 0
+    unknown = set(mode.scenarios or ()) - set(keys)
+    if unknown:
+        print(f"unknown scenarios: {', '.join(sorted(unknown))} (see --list)", file=sys.stderr)
+        return 2
     generator: Generator
     if args.generator == "auto":
         generator = "wrk" if wrk_available() else "python"
@@ -257,16 +266,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 load_seconds = time.monotonic() - loading
                 pg_version = asyncio.run(postgres.server_version(dsn))
                 scenarios = build_scenarios(data)
-                if args.list:
-                    for scenario in scenarios:
-                        print(f"{scenario.key:14} {scenario.title}")
-                    return 0
-                if mode.scenarios is not None:
-                    unknown = set(mode.scenarios) - {scenario.key for scenario in scenarios}
-                    if unknown:
-                        print(f"unknown scenarios: {', '.join(sorted(unknown))}", file=sys.stderr)
-                        return 2
-                    scenarios = [s for s in scenarios if s.key in mode.scenarios]
+                scenarios = [
+                    scenario
+                    for scenario in scenarios
+                    if mode.scenarios is None or scenario.key in mode.scenarios
+                ]
                 load = LoadSettings(generator, mode.connections, cores.load, work)
                 for server in servers:
                     server.wait_until_ready()

@@ -65,6 +65,13 @@ def member_toggle_plan(
     return RequestPlan(tuple(cycle))
 
 
+def scenario_keys(group_sizes: tuple[int, ...]) -> list[str]:
+    """The keys `build_scenarios` gives scenarios, in their order, for data of these sizes."""
+    members = [f"members-{size}" for size in sorted(set(group_sizes))]
+    return ["group-users", *members, "members-deep", "me-jwt", "me-jwt-loner", "me-cookie",
+            "login", "write"]  # fmt: skip
+
+
 def build_scenarios(data: Dataset) -> list[Scenario]:
     owner = bearer(data.owner_jwt)
     sizes = sorted(data.group_ids)
@@ -139,4 +146,5 @@ def build_scenarios(data: Dataset) -> list[Scenario]:
             member_toggle_plan(data.write_group_id, warmup_pool, lag, data.owner_jwt),
         )
     )
+    assert [s.key for s in scenarios] == scenario_keys(tuple(data.group_ids))
     return scenarios
