@@ -30,6 +30,7 @@ STRONG: dict[str, Any] = {
         ({"public_base_url": "roster.example"}, "public_base_url"),
         ({"verify_link_path": "verify"}, "verify_link_path"),
         ({"mailer": LoggingMailer(reveal_content=True)}, "development=True"),
+        ({"max_concurrent_password_hashes": 0}, "max_concurrent_password_hashes"),
     ],
 )
 def test_unsafe_configuration_is_refused(overrides: dict[str, Any], message: str) -> None:

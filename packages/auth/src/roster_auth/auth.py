@@ -3,6 +3,7 @@ and the dependencies other members need (current active user, current superuser)
 
 import uuid
 
+from anyio import CapacityLimiter
 from fastapi import APIRouter, BackgroundTasks
 from fastapi_users import FastAPIUsers
 from fastapi_users.password import PasswordHelper
@@ -26,6 +27,7 @@ class RosterAuth:
         self.password_helper = NormalizingPasswordHelper(
             config.password_helper if config.password_helper is not None else PasswordHelper()
         )
+        self.hashing_limiter = CapacityLimiter(config.max_concurrent_password_hashes)
         self.jwt_strategy: RequiredClaimsJWTStrategy = jwt_strategy(config)
 
         # A plain function (not a generator), so that it may depend on the function-scoped
@@ -57,6 +59,7 @@ class RosterAuth:
             self.password_helper,
             config=self.config,
             background_tasks=background_tasks,
+            hashing_limiter=self.hashing_limiter,
         )
 
     async def access_token(self, user: User) -> str:

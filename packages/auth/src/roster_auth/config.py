@@ -57,6 +57,11 @@ class AuthConfig:
     # None keeps FastAPI Users' strong default (Argon2id, bcrypt hashes still verified).
     # Only tests should pass a cheaper one.
     password_helper: PasswordHelperProtocol | None = None
+    # Hashes run in worker threads, at most this many at once per application: each Argon2id
+    # hash of the default takes 64 MiB and a core for 100 ms or more, so a burst of logins
+    # gains nothing from more, and would otherwise also take every thread of the pool that
+    # FastAPI shares with other work.
+    max_concurrent_password_hashes: int = 2
 
     def __post_init__(self) -> None:
         secrets = {
@@ -84,6 +89,8 @@ class AuthConfig:
             # FastAPI Users treats a lifetime of 0 as "never expires".
             if seconds <= 0:
                 raise AuthConfigError(f"{name} must be a positive number of seconds")
+        if self.max_concurrent_password_hashes < 1:
+            raise AuthConfigError("max_concurrent_password_hashes must be at least 1")
         if self.cookie_samesite == "none" and not self.cookie_secure:
             raise AuthConfigError("cookie_samesite='none' requires cookie_secure=True")
         if not self.public_base_url.startswith(("https://", "http://")):

@@ -1,13 +1,25 @@
-"""The user manager: FastAPI Users' rules plus ours (password policy, mails, logging)."""
+"""The user manager: FastAPI Users' rules plus ours (password policy, mails, logging).
+
+Hashing and verifying a password (Argon2id: 100 ms and more) happen in a worker thread, never
+on the event loop, where they would stall every other request of the worker; argon2-cffi
+releases the GIL, so the loop keeps serving meanwhile. FastAPI Users hashes inline, so the
+methods that hash on a request's path are its own, reproduced with the hashing awaited
+(`authenticate`, `create`, `_update`, `forgot_password`, `reset_password`): compare them with
+the library's when upgrading it.
+"""
 
 import logging
 import uuid
 from typing import Any
 
+import anyio.to_thread
+import jwt
+from anyio import CapacityLimiter
 from fastapi import BackgroundTasks, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
-from fastapi_users import BaseUserManager, UUIDIDMixin, schemas
+from fastapi_users import BaseUserManager, UUIDIDMixin, exceptions, schemas
 from fastapi_users.exceptions import InvalidPasswordException
+from fastapi_users.jwt import decode_jwt, generate_jwt
 from fastapi_users.password import PasswordHelperProtocol
 
 from roster_auth.config import AuthConfig, secret_value
@@ -28,9 +40,12 @@ class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):
         *,
         config: AuthConfig,
         background_tasks: BackgroundTasks | None = None,
+        hashing_limiter: CapacityLimiter | None = None,
     ) -> None:
         super().__init__(user_db, password_helper)
         self.config = config
+        # Bounds how many hashes run at once (None: anyio's default thread limiter).
+        self.hashing_limiter = hashing_limiter
         # In a request, mails leave after the response, hence after the commit: a mail never
         # announces a change that was rolled back, and a slow mail server does not hold the
         # request (nor reveal, by its delay, that an address has an account).
@@ -74,11 +89,107 @@ class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):
             )
         return await super().update(user_update, user, safe, request)
 
+    async def hash_password(self, password: str) -> str:
+        return await anyio.to_thread.run_sync(
+            self.password_helper.hash, password, limiter=self.hashing_limiter
+        )
+
+    async def verify_password(self, password: str, hashed: str) -> tuple[bool, str | None]:
+        """Whether `password` matches `hashed`, and a new hash when `hashed` is outdated."""
+        return await anyio.to_thread.run_sync(
+            self.password_helper.verify_and_update, password, hashed, limiter=self.hashing_limiter
+        )
+
     async def authenticate(self, credentials: OAuth2PasswordRequestForm) -> User | None:
-        # A login may store a stronger hash of the same password: that must not end the
-        # user's other sessions.
-        with self.user_db.rehashing():
-            return await super().authenticate(credentials)
+        # FastAPI Users' authenticate, hashing in a worker thread. Inactive users are refused
+        # by the login route, after a full verification, like a wrong password.
+        try:
+            user = await self.get_by_email(credentials.username)
+        except exceptions.UserNotExists:
+            # Hash anyway: an unknown email takes as long to refuse as a wrong password.
+            await self.hash_password(credentials.password)
+            return None
+        verified, stronger_hash = await self.verify_password(
+            credentials.password, user.hashed_password
+        )
+        if not verified:
+            return None
+        if stronger_hash is not None:
+            # A stronger hash of the same password must not end the user's other sessions.
+            with self.user_db.rehashing():
+                await self.user_db.update(user, {"hashed_password": stronger_hash})
+        return user
+
+    async def create(
+        self, user_create: schemas.UC, safe: bool = False, request: Request | None = None
+    ) -> User:
+        # FastAPI Users' create, hashing in a worker thread.
+        await self.validate_password(user_create.password, user_create)
+        if await self.user_db.get_by_email(user_create.email) is not None:
+            raise exceptions.UserAlreadyExists()
+        # FastAPI Users leaves these two untyped.
+        user_dict: dict[str, Any] = (
+            user_create.create_update_dict()  # type: ignore[no-untyped-call]
+            if safe
+            else user_create.create_update_dict_superuser()  # type: ignore[no-untyped-call]
+        )
+        user_dict["hashed_password"] = await self.hash_password(user_dict.pop("password"))
+        created_user = await self.user_db.create(user_dict)
+        await self.on_after_register(created_user, request)
+        return created_user
+
+    async def _update(self, user: User, update_dict: dict[str, Any]) -> User:
+        # FastAPI Users checks and hashes a new password here, for an update and a reset.
+        # Done first (an update lists the password first, so the library does too), hashing
+        # in a worker thread; the library does the rest.
+        password = update_dict.get("password")
+        if password is None:
+            return await super()._update(user, update_dict)
+        await self.validate_password(password, user)
+        hashed_password = await self.hash_password(password)
+        others = {key: value for key, value in update_dict.items() if key != "password"}
+        return await super()._update(user, {"hashed_password": hashed_password, **others})
+
+    async def forgot_password(self, user: User, request: Request | None = None) -> None:
+        # FastAPI Users' forgot_password, hashing in a worker thread: the token carries a hash
+        # of the stored hash, so a reset (or a password change) makes it useless.
+        if not user.is_active:
+            raise exceptions.UserInactive()
+        token_data = {
+            "sub": str(user.id),
+            "password_fgpt": await self.hash_password(user.hashed_password),
+            "aud": self.reset_password_token_audience,
+        }
+        token = generate_jwt(
+            token_data,
+            self.reset_password_token_secret,
+            self.reset_password_token_lifetime_seconds,
+        )
+        await self.on_after_forgot_password(user, token, request)
+
+    async def reset_password(
+        self, token: str, password: str, request: Request | None = None
+    ) -> User:
+        # FastAPI Users' reset_password, verifying in a worker thread.
+        try:
+            data = decode_jwt(
+                token, self.reset_password_token_secret, [self.reset_password_token_audience]
+            )
+            user_id = self.parse_id(data["sub"])
+            password_fingerprint = data["password_fgpt"]
+        except (jwt.PyJWTError, KeyError, exceptions.InvalidID) as error:
+            raise exceptions.InvalidResetPasswordToken() from error
+        user = await self.get(user_id)
+        valid_fingerprint, _ = await self.verify_password(
+            user.hashed_password, password_fingerprint
+        )
+        if not valid_fingerprint:
+            raise exceptions.InvalidResetPasswordToken()
+        if not user.is_active:
+            raise exceptions.UserInactive()
+        updated_user = await self._update(user, {"password": password})
+        await self.on_after_reset_password(user, request)
+        return updated_user
 
     async def on_after_register(self, user: User, request: Request | None = None) -> None:
         logger.info("user %s registered", user.id)
