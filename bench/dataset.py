@@ -1,4 +1,4 @@
-"""The benchmark's data, loaded in a few seconds with COPY: groups of the sizes asked for (10,
+"""The benchmark's data, loaded in a second or two with COPY: groups of the sizes asked for (10,
 100, 1,000 and 10,000 members by default), users with a JWT and a database (cookie) token, and a
 group for the write path.
 

@@ -1,8 +1,8 @@
 """The benchmark, end to end: Postgres, migrations, data, roster and the floor under uvicorn,
 load on loopback, one table.
 
-    uv run python -m bench               # full run (about 5 minutes), writes bench/RESULTS.md
-    uv run python -m bench --tiny        # a few seconds, small data, writes nothing
+    uv run python -m bench               # full run (about 4 minutes), writes bench/RESULTS.md
+    uv run python -m bench --tiny        # about 15 s, small data, writes nothing
 
 See README.md (section "Benchmarks") for what is measured and how.
 """
