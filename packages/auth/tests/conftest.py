@@ -2,20 +2,20 @@
 Postgres of `roster_db.testing`."""
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Annotated, Any
 
 import pytest
 import pytest_asyncio
-from asgi_lifespan import LifespanManager
 from fastapi import Depends, FastAPI
-from httpx import ASGITransport, AsyncClient
+from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 import roster_auth.models  # noqa: F401  (the tables `database_url` creates)
 from roster_auth import AuthConfig, OutboxMailer, RosterAuth, User
 from roster_auth.testing import DEFAULT_PASSWORD, config_for_tests, create_user
+from roster_db.testing import asgi_client
 
 pytest_plugins = ["roster_db.testing"]
 
@@ -49,13 +49,8 @@ def build_app(auth: RosterAuth, sessionmaker: Sessionmaker) -> FastAPI:
     return app
 
 
-@asynccontextmanager
-async def serve(app: FastAPI) -> AsyncIterator[AsyncClient]:
-    async with (
-        LifespanManager(app) as manager,
-        AsyncClient(transport=ASGITransport(app=manager.app), base_url=BASE_URL) as client,
-    ):
-        yield client
+def serve(app: FastAPI) -> AbstractAsyncContextManager[AsyncClient]:
+    return asgi_client(app, base_url=BASE_URL)
 
 
 @pytest.fixture

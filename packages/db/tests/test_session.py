@@ -3,15 +3,14 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from roster_db import SessionDep, create_engine, session_scope
+from roster_db.testing import asgi_client
 
 
 async def _create_notes(connection: AsyncConnection) -> None:
@@ -73,10 +72,9 @@ async def test_request_session_commits_before_the_response_and_rolls_back_failur
             raise RuntimeError("boom")
         return {"status": "ok"}
 
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            assert (await client.post("/notes")).status_code == 200
-            assert await _count(db_connection) == 1
-            assert (await client.post("/notes", params={"fail": True})).status_code == 500
+    async with asgi_client(app) as client:
+        assert (await client.post("/notes")).status_code == 200
+        assert await _count(db_connection) == 1
+        with pytest.raises(RuntimeError, match="boom"):
+            await client.post("/notes", params={"fail": True})
     assert await _count(db_connection) == 1

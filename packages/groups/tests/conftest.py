@@ -3,7 +3,7 @@ who use it: an owner, an admin, a member, an outsider, a superuser, and anonymou
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -11,7 +11,6 @@ from typing import Any, cast
 import httpx
 import pytest
 import pytest_asyncio
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
@@ -22,6 +21,7 @@ import roster_auth.models  # noqa: F401  (tables must exist before the plugin cr
 import roster_groups.models  # noqa: F401
 from roster_auth import RosterAuth, User
 from roster_auth.testing import bearer_headers, config_for_tests, create_user
+from roster_db.testing import asgi_client
 from roster_groups import RosterGroups
 from roster_groups.models import GroupRole, Membership, UserGroup
 
@@ -42,15 +42,8 @@ def build_app(auth: RosterAuth, sessionmaker: async_sessionmaker[AsyncSession]) 
     return app
 
 
-@asynccontextmanager
-async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://roster.test"
-        ) as client,
-    ):
-        yield client
+def serve(app: FastAPI) -> AbstractAsyncContextManager[httpx.AsyncClient]:
+    return asgi_client(app, base_url="http://roster.test")
 
 
 @pytest.fixture(scope="session")

@@ -4,19 +4,19 @@ migrated once per session, and apps built on it."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 import pytest_asyncio
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
-from httpx import ASGITransport, AsyncClient
+from httpx import AsyncClient
 
 import roster_api.models  # noqa: F401  (every member's tables, before the plugin creates them)
 from roster_api import migrations
 from roster_api.settings import Settings
+from roster_db.testing import asgi_client
 
 if TYPE_CHECKING:
     from roster_db.testing import PostgresServer
@@ -58,11 +58,6 @@ async def migrated_database_url(postgres_server: PostgresServer) -> AsyncIterato
     await drop_database(postgres_server, url)
 
 
-@asynccontextmanager
-async def serve(app: FastAPI) -> AsyncIterator[AsyncClient]:
+def serve(app: FastAPI) -> AbstractAsyncContextManager[AsyncClient]:
     """The app with its lifespan running, over real HTTP semantics through ASGI."""
-    async with (
-        LifespanManager(app) as manager,
-        AsyncClient(transport=ASGITransport(app=manager.app), base_url=BASE_URL) as client,
-    ):
-        yield client
+    return asgi_client(app, base_url=BASE_URL)

@@ -26,6 +26,8 @@ Fixtures, from the widest to the narrowest:
   concurrency; every table is truncated after the test.
 - `create_database`: a factory for further empty databases (migrations, end-to-end runs),
   dropped after the test.
+
+And `asgi_client(app)`, an HTTP client for an application with its lifespan running.
 """
 
 from __future__ import annotations
@@ -37,13 +39,17 @@ import tempfile
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 import asyncpg
+import httpx
 import pytest
 import pytest_asyncio
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
@@ -321,12 +327,28 @@ async def create_database(postgres_server: PostgresServer) -> AsyncIterator[Crea
         await drop_database(postgres_server, url)
 
 
+@asynccontextmanager
+async def asgi_client(
+    app: FastAPI, *, base_url: str = "https://roster.test"
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with its lifespan running (so its lifespan state reaches the requests), spoken
+    to over HTTP through ASGI, no socket. HTTPS by default, so Secure cookies come back."""
+    async with (
+        LifespanManager(app) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url=base_url
+        ) as client,
+    ):
+        yield client
+
+
 __all__ = [
     "CreateDatabase",
     "PostgresServer",
     "Provider",
     "ProviderChoice",
     "ProviderUnavailableError",
+    "asgi_client",
     "choose_provider",
     "create_throwaway_database",
     "docker_engine_answers",
