@@ -16,7 +16,6 @@ from httpx import AsyncClient
 import roster_api.models  # noqa: F401  (every member's tables, before the plugin creates them)
 from roster_api import migrations
 from roster_api.settings import Settings
-from roster_db.testing import asgi_client
 
 if TYPE_CHECKING:
     from roster_db.testing import PostgresServer
@@ -60,4 +59,8 @@ async def migrated_database_url(postgres_server: PostgresServer) -> AsyncIterato
 
 def serve(app: FastAPI) -> AbstractAsyncContextManager[AsyncClient]:
     """The app with its lifespan running, over real HTTP semantics through ASGI."""
+    # Imported here, not at the top: pytest must import the plugin module itself first, or
+    # it cannot rewrite the plugin's assertions.
+    from roster_db.testing import asgi_client
+
     return asgi_client(app, base_url=BASE_URL)
