@@ -8,6 +8,7 @@ methods that hash on a request's path are its own, reproduced with the hashing a
 the library's when upgrading it.
 """
 
+import functools
 import logging
 import uuid
 from typing import Any
@@ -56,13 +57,23 @@ class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):
         self.verification_token_lifetime_seconds = config.verify_token_lifetime_seconds
 
     async def validate_password(self, password: str, user: schemas.UC | User) -> None:
-        display_name = getattr(user, "display_name", None)
-        reason = self.config.password_policy.reason_to_reject(
-            password,
-            email=user.email,
-            context_words=[display_name],
-            common_words=[self.config.product_name],
-        )
+        policy = self.config.password_policy
+        # A length needs no thread: input too long to be acceptable is refused before any
+        # work. Normalising and zxcvbn's estimate are CPU work (about 10 ms, holding the GIL):
+        # a worker thread, so the loop keeps its turns, counted against the hashing limiter,
+        # so that password work of every kind together keeps to the cores it was given.
+        reason = policy.reason_to_reject_unread(password)
+        if reason is None:
+            reason = await anyio.to_thread.run_sync(
+                functools.partial(
+                    policy.reason_to_reject,
+                    password,
+                    email=user.email,
+                    context_words=[getattr(user, "display_name", None)],
+                    common_words=[self.config.product_name],
+                ),
+                limiter=self.hashing_limiter,
+            )
         if reason is not None:
             raise InvalidPasswordException(reason=reason)
 
