@@ -168,11 +168,19 @@ async def test_every_request_that_hashes_does_it_off_the_event_loop(
         assert (await login("olga@example.org")).status_code == 200
         assert hasher.take() == [OFF_LOOP_VERIFY]
 
+        as_pia = bearer(pia.json()["access_token"])
+        wrong = await client.patch(
+            "/users/me", headers=as_pia, json={"password": NEW_PASSWORD, "current_password": "x"}
+        )
+        assert wrong.status_code == 400, wrong.text
+        assert hasher.take() == [OFF_LOOP_VERIFY]
         changed = await client.patch(
-            "/users/me", headers=bearer(pia.json()["access_token"]), json={"password": NEW_PASSWORD}
+            "/users/me",
+            headers=as_pia,
+            json={"password": NEW_PASSWORD, "current_password": DEFAULT_PASSWORD},
         )
         assert changed.status_code == 200, changed.text
-        assert hasher.take() == [OFF_LOOP_HASH]
+        assert hasher.take() == [OFF_LOOP_VERIFY, OFF_LOOP_HASH]
 
         root = bearer((await login("root@example.org")).json()["access_token"])
         hasher.take()
@@ -318,6 +326,13 @@ async def test_a_password_too_long_to_be_acceptable_is_refused_before_any_work(
                 as_vera,
                 {"current_password": DEFAULT_PASSWORD, **too_long},
                 ["password"],
+            ),
+            (
+                "PATCH",
+                "/users/me",
+                as_vera,
+                {"email": "vera@new.org", "current_password": TOO_LONG_PASSWORD},
+                ["current_password"],
             ),
         ]
         for method, path, headers, body, refused_fields in requests:
