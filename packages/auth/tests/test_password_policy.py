@@ -1,11 +1,17 @@
 """The password policy on its own (no database): what it refuses, and why."""
 
+import sys
 import unicodedata
 
 import pytest
 
 from roster_auth import PasswordPolicy
-from roster_auth.password import NormalizingPasswordHelper
+from roster_auth.password import (
+    MAX_PASSWORD_LENGTH,
+    MAX_RAW_PASSWORD_LENGTH,
+    NFKC_MAX_CONTRACTION,
+    NormalizingPasswordHelper,
+)
 from roster_auth.testing import fast_password_helper
 
 POLICY = PasswordPolicy()
@@ -84,6 +90,8 @@ def test_the_strength_estimate_can_be_turned_off() -> None:
         {"min_length": 7},
         {"max_length": 63},
         {"min_length": 80, "max_length": 70},
+        # Schemas bound the raw input statically, for the longest maximum allowed.
+        {"max_length": MAX_PASSWORD_LENGTH + 1},
         {"min_strength_score": 5},
     ],
 )
@@ -101,3 +109,54 @@ def test_passwords_are_normalised_before_hashing() -> None:
     assert verified
     wrong, _ = helper.verify_and_update("creme brulee for two, please", hashed)
     assert not wrong
+
+
+def most_contracted_characters() -> list[str]:
+    """Every character that NFKC leaves alone and whose full decomposition is longest: the
+    most code points of input that one character of a normalised password can stand for."""
+    stable = (chr(code) for code in range(sys.maxunicode + 1))
+    lengths = {
+        char: len(unicodedata.normalize("NFKD", char))
+        for char in stable
+        if unicodedata.decomposition(char) and unicodedata.normalize("NFKC", char) == char
+    }
+    longest = max(lengths.values())
+    return [char for char, length in lengths.items() if length == longest]
+
+
+def test_nfkc_contracts_text_at_most_as_the_raw_bound_assumes() -> None:
+    # Fails when a Unicode upgrade brings a longer composition: raise NFKC_MAX_CONTRACTION.
+    contracted = most_contracted_characters()
+    assert {len(unicodedata.normalize("NFKD", char)) for char in contracted} == {
+        NFKC_MAX_CONTRACTION
+    }
+    assert MAX_RAW_PASSWORD_LENGTH == NFKC_MAX_CONTRACTION * MAX_PASSWORD_LENGTH
+
+
+def test_the_longest_raw_input_that_can_be_acceptable_is_read() -> None:
+    # 512 code points, each group of four composing into one character: 128 once
+    # normalised, so the length bound must let it through to the rest of the policy.
+    composed = "".join(most_contracted_characters())
+    password = (composed * MAX_PASSWORD_LENGTH)[:MAX_PASSWORD_LENGTH]
+    raw = unicodedata.normalize("NFD", password)
+    assert len(raw) == MAX_RAW_PASSWORD_LENGTH
+    assert POLICY.reason_to_reject_unread(raw) is None
+    assert POLICY.reason_to_reject(raw, email=EMAIL) is None
+
+
+def test_input_too_long_to_be_acceptable_is_refused_unread(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(password: str) -> str:
+        raise AssertionError("normalised a password that was too long to be acceptable")
+
+    monkeypatch.setattr("roster_auth.password.normalize_password", fail)
+    # NFKC would make it 18 times longer; it is refused before that.
+    too_long = "\ufdfa" * (MAX_RAW_PASSWORD_LENGTH + 1)
+    for refusal in (
+        POLICY.reason_to_reject_unread(too_long),
+        POLICY.reason_to_reject(too_long, email=EMAIL),
+    ):
+        assert refusal is not None
+        assert "at most 128 characters" in refusal
+    strict = PasswordPolicy(max_length=64)
+    assert strict.max_raw_length == 256
+    assert strict.reason_to_reject_unread("x" * 257) is not None

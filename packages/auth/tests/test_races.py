@@ -101,7 +101,11 @@ async def test_an_email_change_that_loses_at_the_unique_index_is_400(
             client.patch(
                 "/users/me",
                 headers=headers,
-                json={"email": "NEW@example.org", "display_name": "Amy"},
+                json={
+                    "email": "NEW@example.org",
+                    "display_name": "Amy",
+                    "current_password": DEFAULT_PASSWORD,
+                },
             )
         )
         await wait_for_a_lock_wait(committing_sessionmaker)

@@ -91,7 +91,9 @@ async def test_a_password_change_revokes_every_stored_token(
     laptop = await cookie_login(user.email)
     phone = await cookie_login(user.email)
     client.cookies.set("roster_auth", phone)
-    changed = await client.patch("/users/me", json={"password": NEW_PASSWORD})
+    changed = await client.patch(
+        "/users/me", json={"password": NEW_PASSWORD, "current_password": DEFAULT_PASSWORD}
+    )
     assert changed.status_code == 200, changed.text
 
     assert await me_with_cookie(client, laptop) == 401

@@ -45,7 +45,11 @@ async def test_me_cannot_take_an_email_in_use_in_any_letter_case(
     await make_user(email="Bea@example.org")
     await make_user(email="cleo@example.org")
     headers = bearer(await jwt_login("cleo@example.org"))
-    response = await client.patch("/users/me", headers=headers, json={"email": "bea@EXAMPLE.org"})
+    response = await client.patch(
+        "/users/me",
+        headers=headers,
+        json={"email": "bea@EXAMPLE.org", "current_password": DEFAULT_PASSWORD},
+    )
     assert response.status_code == 400
     assert response.json() == {"detail": "UPDATE_USER_EMAIL_ALREADY_EXISTS"}
     assert (await client.get("/users/me", headers=headers)).json()["email"] == "cleo@example.org"
@@ -70,7 +74,12 @@ async def test_a_refused_update_changes_nothing(
     response = await client.patch(
         "/users/me",
         headers=headers,
-        json={"email": "EDDA@example.org", "display_name": "Changed", "password": "too-short"},
+        json={
+            "email": "EDDA@example.org",
+            "display_name": "Changed",
+            "password": "too-short",
+            "current_password": DEFAULT_PASSWORD,
+        },
     )
     assert response.status_code == 400
     assert response.json()["detail"]["code"] == "UPDATE_USER_INVALID_PASSWORD"
@@ -84,7 +93,11 @@ async def test_a_new_email_must_be_verified_again(
 ) -> None:
     await make_user(email="fay@example.org", is_verified=True)
     headers = bearer(await jwt_login("fay@example.org"))
-    response = await client.patch("/users/me", headers=headers, json={"email": "fay@new.org"})
+    response = await client.patch(
+        "/users/me",
+        headers=headers,
+        json={"email": "fay@new.org", "current_password": DEFAULT_PASSWORD},
+    )
     assert response.status_code == 200
     assert response.json()["is_verified"] is False
 

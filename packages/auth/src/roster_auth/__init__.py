@@ -12,15 +12,16 @@ from roster_auth.mail import (
     OutboxMailer,
     SmtpMailer,
 )
-from roster_auth.manager import UserManager
+from roster_auth.manager import InvalidCurrentPasswordException, UserManager
 from roster_auth.models import AccessToken, User
 from roster_auth.password import PasswordPolicy
-from roster_auth.schemas import UserCreate, UserRead, UserUpdate
+from roster_auth.schemas import UserCreate, UserRead, UserUpdate, UserUpdateMe
 
 __all__ = [
     "AccessToken",
     "AuthConfig",
     "AuthConfigError",
+    "InvalidCurrentPasswordException",
     "LoggingMailer",
     "MailKind",
     "MailMessage",
@@ -37,4 +38,5 @@ __all__ = [
     "UserManagerDependency",
     "UserRead",
     "UserUpdate",
+    "UserUpdateMe",
 ]

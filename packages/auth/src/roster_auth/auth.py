@@ -16,8 +16,8 @@ from roster_auth.dependencies import UserDependency
 from roster_auth.manager import UserManager
 from roster_auth.models import User
 from roster_auth.password import NormalizingPasswordHelper
-from roster_auth.router import build_admin_router
-from roster_auth.schemas import UserCreate, UserRead, UserUpdate
+from roster_auth.router import build_admin_router, build_users_router
+from roster_auth.schemas import UserCreate, UserRead
 from roster_db import SessionDep
 
 
@@ -77,7 +77,9 @@ class RosterAuth:
         auth_router.include_router(users.get_reset_password_router())
         auth_router.include_router(users.get_verify_router(UserRead))
         users_router = build_admin_router(self.get_user_manager, self.current_superuser)
-        users_router.include_router(users.get_users_router(UserRead, UserUpdate))
+        users_router.include_router(
+            build_users_router(users, self.get_user_manager, self.current_active_user)
+        )
         return [auth_router, users_router]
 
 

@@ -23,18 +23,21 @@ logger = logging.getLogger(__name__)
 class MailKind(enum.StrEnum):
     VERIFY = "verify"
     RESET_PASSWORD = "reset_password"  # noqa: S105 (a kind of mail)
+    # To the old address after an email change: a notice, with no link and no token.
+    EMAIL_CHANGED = "email_changed"
 
 
 @dataclass(frozen=True, kw_only=True)
 class MailMessage:
-    """A plain-text mail carrying one link. The body and link hold a token: they stay out of
-    `repr`, so that logging a message by mistake does not leak it."""
+    """A plain-text mail, most carrying one link. The body and link hold a token: they stay
+    out of `repr`, so that logging a message by mistake does not leak it. A notice has no
+    link (an empty one)."""
 
     to: str
     subject: str
     kind: MailKind
     body: str = field(repr=False)
-    link: str = field(repr=False)
+    link: str = field(default="", repr=False)
 
 
 class Mailer(Protocol):

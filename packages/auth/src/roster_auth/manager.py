@@ -8,6 +8,7 @@ methods that hash on a request's path are its own, reproduced with the hashing a
 the library's when upgrading it.
 """
 
+import functools
 import logging
 import uuid
 from typing import Any
@@ -28,6 +29,24 @@ from roster_auth.mail import MailKind, MailMessage, deliver, link_with_token
 from roster_auth.models import User
 
 logger = logging.getLogger(__name__)
+
+
+class InvalidCurrentPasswordException(exceptions.FastAPIUsersException):
+    """A user changed their own password or email without their current password, or
+    with a wrong one."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def changes_credentials(user_update: schemas.BaseUserUpdate, user: User) -> bool:
+    """Whether the update sets a password, or an email other than the user's in any letter
+    case (None: not given)."""
+    if user_update.password is not None:
+        return True
+    new_email = user_update.email
+    return new_email is not None and new_email.casefold() != user.email.casefold()
 
 
 class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):
@@ -56,13 +75,23 @@ class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):
         self.verification_token_lifetime_seconds = config.verify_token_lifetime_seconds
 
     async def validate_password(self, password: str, user: schemas.UC | User) -> None:
-        display_name = getattr(user, "display_name", None)
-        reason = self.config.password_policy.reason_to_reject(
-            password,
-            email=user.email,
-            context_words=[display_name],
-            common_words=[self.config.product_name],
-        )
+        policy = self.config.password_policy
+        # A length needs no thread: input too long to be acceptable is refused before any
+        # work. Normalising and zxcvbn's estimate are CPU work (about 10 ms, holding the GIL):
+        # a worker thread, so the loop keeps its turns, counted against the hashing limiter,
+        # so that password work of every kind together keeps to the cores it was given.
+        reason = policy.reason_to_reject_unread(password)
+        if reason is None:
+            reason = await anyio.to_thread.run_sync(
+                functools.partial(
+                    policy.reason_to_reject,
+                    password,
+                    email=user.email,
+                    context_words=[getattr(user, "display_name", None)],
+                    common_words=[self.config.product_name],
+                ),
+                limiter=self.hashing_limiter,
+            )
         if reason is not None:
             raise InvalidPasswordException(reason=reason)
 
@@ -73,6 +102,13 @@ class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):
         safe: bool = False,
         request: Request | None = None,
     ) -> User:
+        """FastAPI Users' update, plus: a user's own change (`safe`, as `PATCH /users/me`
+        asks) of the password or the email needs their current password; a new address
+        gets a verification mail and the old one a notice (for a superuser's change too)."""
+        if safe and changes_credentials(user_update, user):
+            await self.check_current_password(
+                user, getattr(user_update, "current_password", None), request
+            )
         # FastAPI Users would take the user's own address, in other letter case, for
         # someone else's; such a change is the same address and keeps it verified.
         new_email = user_update.email
@@ -87,7 +123,26 @@ class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):
             user_update = type(user_update).model_validate(
                 user_update.model_dump(exclude_unset=True, exclude={"email"})
             )
-        return await super().update(user_update, user, safe, request)
+        previous_email = user.email
+        updated_user = await super().update(user_update, user, safe, request)
+        if updated_user.email.casefold() != previous_email.casefold():
+            await self.on_after_email_change(updated_user, previous_email, request)
+        return updated_user
+
+    async def check_current_password(
+        self, user: User, current_password: str | None, request: Request | None = None
+    ) -> None:
+        """Refuses (`InvalidCurrentPasswordException`) unless `current_password` is the
+        user's: the one place a change of their own password or email proves it."""
+        if not current_password:
+            raise InvalidCurrentPasswordException(
+                "Give current_password to change the password or the email address."
+            )
+        # No stronger hash is stored here: the next login does that.
+        verified, _ = await self.verify_password(current_password, user.hashed_password)
+        if not verified:
+            logger.info("user %s gave a wrong current password", user.id)
+            raise InvalidCurrentPasswordException("The current password is wrong.")
 
     async def hash_password(self, password: str) -> str:
         return await anyio.to_thread.run_sync(
@@ -203,6 +258,32 @@ class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):
         if "password" in update_dict:
             changed.append("password (stored tokens revoked)")
         logger.info("user %s updated: %s", user.id, ", ".join(changed) or "nothing")
+
+    async def on_after_email_change(
+        self, user: User, previous_email: str, request: Request | None = None
+    ) -> None:
+        """A new address gets a verification mail (unless a superuser set the account
+        verified with it), and the old one a notice, so that its owner learns of a change
+        they did not make. The notice carries no token and does not name the new address
+        (the old mailbox may no longer be the user's). In a request, both leave after the
+        commit, like every mail."""
+        logger.info("user %s has a new email address", user.id)
+        if user.is_active and not user.is_verified:
+            await self.request_verify(user, request)
+        product = self.config.product_name
+        await self._send(
+            MailMessage(
+                to=previous_email,
+                subject=f"{product}: your email address was changed",
+                kind=MailKind.EMAIL_CHANGED,
+                body=(
+                    f"The email address of your {product} account was changed: mail for the "
+                    "account no longer comes to this address.\n\nIf you did not make this "
+                    "change, someone else may be using your account: tell the people who "
+                    f"run {product} at once."
+                ),
+            )
+        )
 
     async def on_after_request_verify(
         self, user: User, token: str, request: Request | None = None

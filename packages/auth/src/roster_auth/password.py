@@ -3,6 +3,9 @@
 - length is what counts: at least 15 characters by default (the guideline's minimum for a
   password that is the only factor; 8 is the floor it allows with a second factor), at most
   128 (the guideline asks to allow at least 64; the bound keeps hashing cheap to refuse);
+- the raw text is bounded before anything reads it: NFKC can grow text 18-fold (U+FDFA) and
+  shrink it at most 4-fold (a character and three combining marks become one), so input
+  longer than 4 times the maximum is refused unread, and no longer input is ever normalised;
 - every character is allowed, spaces and Unicode included, and counted as one code point after
   NFKC normalisation, which is also applied before hashing so that the same password typed on
   two keyboards matches;
@@ -26,6 +29,14 @@ from zxcvbn import zxcvbn  # type: ignore[import-untyped]
 _ESTIMATE_MAX_LENGTH: Final = 72
 # Shorter context words (an email "al@...") would match by chance.
 _MIN_CONTEXT_WORD_LENGTH: Final = 3
+# The most code points NFKC makes into one (U+1F82 and its kin: a letter and three marks);
+# a test checks it against the running Python's Unicode tables.
+NFKC_MAX_CONTRACTION: Final = 4
+# The longest maximum a policy may set: schemas bound every password field statically, at
+# `MAX_RAW_PASSWORD_LENGTH`, which must never refuse a password some policy would accept.
+MAX_PASSWORD_LENGTH: Final = 128
+# No password longer than this, as received, can be `MAX_PASSWORD_LENGTH` once normalised.
+MAX_RAW_PASSWORD_LENGTH: Final = NFKC_MAX_CONTRACTION * MAX_PASSWORD_LENGTH
 
 
 def normalize_password(password: str) -> str:
@@ -36,7 +47,7 @@ def normalize_password(password: str) -> str:
 @dataclass(frozen=True, kw_only=True)
 class PasswordPolicy:
     min_length: int = 15
-    max_length: int = 128
+    max_length: int = MAX_PASSWORD_LENGTH
     # zxcvbn score 0..4 that a password must reach; 0 turns the estimate off.
     min_strength_score: int = 3
 
@@ -45,8 +56,26 @@ class PasswordPolicy:
             raise ValueError("min_length below 8 is weaker than NIST SP 800-63B allows")
         if self.max_length < max(64, self.min_length):
             raise ValueError("max_length must be at least 64 and at least min_length")
+        if self.max_length > MAX_PASSWORD_LENGTH:
+            raise ValueError(f"max_length must be at most {MAX_PASSWORD_LENGTH}")
         if not 0 <= self.min_strength_score <= 4:
             raise ValueError("min_strength_score is a zxcvbn score, from 0 to 4")
+
+    @property
+    def max_raw_length(self) -> int:
+        """The longest input that can still be `max_length` characters once normalised."""
+        return NFKC_MAX_CONTRACTION * self.max_length
+
+    def reason_to_reject_unread(self, password: str) -> str | None:
+        """What can be refused without reading the text: input too long to be acceptable
+        whatever it normalises to. Cheap (a length), so it may run on the event loop."""
+        if len(password) > self.max_raw_length:
+            return self._too_long
+        return None
+
+    @property
+    def _too_long(self) -> str:
+        return f"Password must be at most {self.max_length} characters long."
 
     def reason_to_reject(
         self,
@@ -60,13 +89,18 @@ class PasswordPolicy:
 
         `context_words` (such as the display name) must not appear in the password;
         `common_words` (such as the product's name) only make it count as easier to guess.
+        Normalising and estimating cost CPU (zxcvbn takes about 10 ms): servers call this in a
+        worker thread.
         """
+        unread = self.reason_to_reject_unread(password)
+        if unread is not None:
+            return unread
         password = normalize_password(password)
         length = len(password)
         if length < self.min_length:
             return f"Password must be at least {self.min_length} characters long."
         if length > self.max_length:
-            return f"Password must be at most {self.max_length} characters long."
+            return self._too_long
         folded = password.casefold()
         email = email.casefold()
         local_part = email.partition("@")[0]
@@ -109,4 +143,11 @@ class NormalizingPasswordHelper:
         return self.inner.generate()
 
 
-__all__ = ["NormalizingPasswordHelper", "PasswordPolicy", "normalize_password"]
+__all__ = [
+    "MAX_PASSWORD_LENGTH",
+    "MAX_RAW_PASSWORD_LENGTH",
+    "NFKC_MAX_CONTRACTION",
+    "NormalizingPasswordHelper",
+    "PasswordPolicy",
+    "normalize_password",
+]

@@ -1,15 +1,18 @@
-"""The routes admins expect and FastAPI Users lacks: listing and creating users."""
+"""Routes FastAPI Users lacks or gets wrong for us: listing and creating users (admins), and
+a `PATCH /users/me` that asks for the current password."""
 
-from typing import Annotated, Any
+import uuid
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
-from fastapi_users import exceptions
+from fastapi.routing import APIRoute
+from fastapi_users import FastAPIUsers, exceptions
 from fastapi_users.router.common import ErrorCode, ErrorModel
 
 from roster_auth.dependencies import UserDependency, UserManagerDependency
-from roster_auth.manager import UserManager
+from roster_auth.manager import InvalidCurrentPasswordException, UserManager
 from roster_auth.models import EMAIL_MAX_LENGTH, User
-from roster_auth.schemas import UserCreate, UserRead
+from roster_auth.schemas import UserCreate, UserRead, UserUpdate, UserUpdateMe
 from roster_auth.service import list_users
 from roster_db import Page, PageParamsDep, SessionDep
 
@@ -85,4 +88,102 @@ def build_admin_router(
     return router
 
 
-__all__ = ["build_admin_router"]
+UPDATE_USER_BAD_CURRENT_PASSWORD: Final = "UPDATE_USER_BAD_CURRENT_PASSWORD"  # noqa: S105
+PATCH_CURRENT_USER: Final = "users:patch_current_user"
+
+
+def _error_example(summary: str, detail: str | dict[str, str]) -> dict[str, Any]:
+    return {"summary": summary, "value": {"detail": detail}}
+
+
+def _reason(code: str, reason: str) -> dict[str, str]:
+    return {"code": code, "reason": reason}
+
+
+def build_users_router(
+    fastapi_users: FastAPIUsers[User, uuid.UUID],
+    get_user_manager: UserManagerDependency,
+    current_active_user: UserDependency,
+) -> APIRouter:
+    """FastAPI Users' users router (`/me`, `/{id}`), with its `PATCH /me` replaced by ours:
+    the same name, body (plus `current_password`), answers and place among the routes."""
+    users_router = fastapi_users.get_users_router(UserRead, UserUpdate)
+    own = APIRouter()
+
+    @own.patch(
+        "/me",
+        response_model=UserRead,
+        name=PATCH_CURRENT_USER,
+        responses={
+            status.HTTP_401_UNAUTHORIZED: {"description": "Missing token or inactive user."},
+            status.HTTP_400_BAD_REQUEST: {
+                "model": ErrorModel,
+                "content": {
+                    "application/json": {
+                        "examples": {
+                            UPDATE_USER_BAD_CURRENT_PASSWORD: _error_example(
+                                "The password or email changes, and current_password is "
+                                "missing or wrong.",
+                                _reason(
+                                    UPDATE_USER_BAD_CURRENT_PASSWORD,
+                                    "The current password is wrong.",
+                                ),
+                            ),
+                            ErrorCode.UPDATE_USER_EMAIL_ALREADY_EXISTS: _error_example(
+                                "A user with this email already exists.",
+                                ErrorCode.UPDATE_USER_EMAIL_ALREADY_EXISTS,
+                            ),
+                            ErrorCode.UPDATE_USER_INVALID_PASSWORD: _error_example(
+                                "Password validation failed.",
+                                _reason(
+                                    ErrorCode.UPDATE_USER_INVALID_PASSWORD,
+                                    "Password must be at least 15 characters long.",
+                                ),
+                            ),
+                        }
+                    }
+                },
+            },
+        },
+    )
+    async def update_me(
+        request: Request,
+        user_update: UserUpdateMe,
+        user: Annotated[User, Depends(current_active_user)],
+        user_manager: Annotated[UserManager, Depends(get_user_manager)],
+    ) -> UserRead:
+        """Change the signed-in user's account; a new password or email address needs
+        `current_password`."""
+        # FastAPI Users' own route (15.0), plus the current password's answer.
+        try:
+            user = await user_manager.update(user_update, user, safe=True, request=request)
+        except InvalidCurrentPasswordException as error:
+            raise HTTPException(
+                status.HTTP_400_BAD_REQUEST,
+                detail=_reason(UPDATE_USER_BAD_CURRENT_PASSWORD, error.reason),
+            ) from error
+        except exceptions.InvalidPasswordException as error:
+            raise HTTPException(
+                status.HTTP_400_BAD_REQUEST,
+                detail=_reason(ErrorCode.UPDATE_USER_INVALID_PASSWORD, error.reason),
+            ) from error
+        except exceptions.UserAlreadyExists as error:
+            raise HTTPException(
+                status.HTTP_400_BAD_REQUEST, detail=ErrorCode.UPDATE_USER_EMAIL_ALREADY_EXISTS
+            ) from error
+        return UserRead.model_validate(user)
+
+    [replacement] = own.routes
+    # In the library's place, before `/{id}`, which would otherwise take "me" for an id.
+    positions = [
+        index
+        for index, route in enumerate(users_router.routes)
+        if isinstance(route, APIRoute) and route.name == PATCH_CURRENT_USER
+    ]
+    if len(positions) != 1:
+        raise RuntimeError(f"FastAPI Users' users router has no single {PATCH_CURRENT_USER}")
+    users_router.routes[positions[0]] = replacement
+    return users_router
+
+
+__all__ = ["UPDATE_USER_BAD_CURRENT_PASSWORD", "build_admin_router", "build_users_router"]

@@ -8,6 +8,7 @@ from fastapi_users import schemas
 from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
 from roster_auth.models import DISPLAY_NAME_MAX_LENGTH
+from roster_auth.password import MAX_PASSWORD_LENGTH, MAX_RAW_PASSWORD_LENGTH
 from roster_db.text import single_line
 
 DisplayName = Annotated[
@@ -15,6 +16,14 @@ DisplayName = Annotated[
     StringConstraints(strip_whitespace=True, max_length=DISPLAY_NAME_MAX_LENGTH),
     AfterValidator(single_line),
 ]
+
+# Refused while parsing (422), before anything normalises, estimates or hashes it: no longer
+# text can be an acceptable password once normalised (see `roster_auth.password`).
+Password = Annotated[str, StringConstraints(max_length=MAX_RAW_PASSWORD_LENGTH)]
+PASSWORD_DESCRIPTION: Final = (
+    f"At most {MAX_PASSWORD_LENGTH} characters after NFKC normalisation (the password policy "
+    f"may set fewer); longer input than {MAX_RAW_PASSWORD_LENGTH} code points is refused unread."
+)
 
 # Columns that cannot hold NULL. FastAPI Users' schemas accept null for them, which the
 # database then refuses (a 500); here a null is read as "not given".
@@ -41,6 +50,7 @@ class UserRead(schemas.BaseUser[uuid.UUID]):
 
 
 class UserCreate(schemas.BaseUserCreate):
+    password: Password = Field(description=PASSWORD_DESCRIPTION)
     display_name: DisplayName | None = None
 
     _nulls_are_absent = model_validator(mode="before")(_drop_nulls)
@@ -50,6 +60,36 @@ class UserUpdate(schemas.BaseUserUpdate):
     """Fields left out, or null where the column cannot be null, stay as they are; a null
     `display_name` clears it."""
 
+    password: Password | None = Field(default=None, description=PASSWORD_DESCRIPTION)
     display_name: DisplayName | None = None
 
     _nulls_are_absent = model_validator(mode="before")(_drop_nulls)
+
+
+class UserUpdateMe(UserUpdate):
+    """A user's change of their own account (`PATCH /users/me`)."""
+
+    current_password: Password | None = Field(
+        default=None,
+        description=(
+            "The password the account has now. Required to change the password or the "
+            "email address (a change of letter case only is the same address); without it, "
+            "or when it is wrong, the answer is 400 `UPDATE_USER_BAD_CURRENT_PASSWORD`."
+        ),
+    )
+
+    def create_update_dict(self) -> dict[str, Any]:
+        return self._without_current_password(
+            super().create_update_dict()  # type: ignore[no-untyped-call]
+        )
+
+    def create_update_dict_superuser(self) -> dict[str, Any]:
+        return self._without_current_password(
+            super().create_update_dict_superuser()  # type: ignore[no-untyped-call]
+        )
+
+    @staticmethod
+    def _without_current_password(update: dict[str, Any]) -> dict[str, Any]:
+        # A proof, not a change: never written to the user.
+        update.pop("current_password", None)
+        return update
