@@ -8,7 +8,16 @@ same plan, so a scenario is written once.
 from __future__ import annotations
 
 import json
+import re
+import secrets
 from dataclasses import dataclass, field
+from typing import Final
+
+# In a request's body, each occurrence is replaced by a fresh random hex string (16 digits) every
+# time the request is sent: the login flood's unknown emails and passwords, never the same twice.
+# Letters and underscores only, so that it survives form encoding and Lua patterns as it is.
+RANDOM_TOKEN: Final = "__random__"
+RANDOM_HEX_DIGITS: Final = 16
 
 
 @dataclass(frozen=True)
@@ -17,6 +26,20 @@ class HttpRequest:
     path: str
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
+
+    @property
+    def randomized(self) -> bool:
+        return RANDOM_TOKEN.encode() in self.body
+
+    def body_to_send(self) -> bytes:
+        """The body as sent this time: every `RANDOM_TOKEN` replaced by its own random value."""
+        if not self.randomized:
+            return self.body
+        return re.sub(
+            re.escape(RANDOM_TOKEN.encode()),
+            lambda _: secrets.token_hex(RANDOM_HEX_DIGITS // 2).encode(),
+            self.body,
+        )
 
     def to_json(self) -> dict[str, object]:
         return {

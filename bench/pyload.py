@@ -2,8 +2,10 @@
 
 `python -m bench.pyload --port P --connections N --duration S --plan FILE` keeps N HTTP/1.1
 keep-alive connections to 127.0.0.1, each with one request outstanding, until S seconds have
-passed or `--max-requests` were issued, then prints one result line (see `bench.load`).
-HTTP is parsed by h11; latencies are measured per request with `perf_counter`.
+passed or `--max-requests` were issued; it waits for the requests still outstanding then (each
+until it times out, an error), and prints one result line (see `bench.load`), with the count
+and latencies of each status. HTTP is parsed by h11; latencies are measured per request with
+`perf_counter`. A request body's `bench.plan.RANDOM_TOKEN`s get fresh values on every send.
 
 It is slower than wrk: a single Python process saturates at a few thousand requests per second,
 so its figures are a floor on what the server can do, good for the smoke test, not for a report.
@@ -36,7 +38,8 @@ class Tally:
     max_requests: int
     issued: int = 0
     error_kinds: collections.Counter[str] = field(default_factory=collections.Counter)
-    latencies: list[float] = field(default_factory=list)
+    # The latencies of the answers, by status.
+    latencies: dict[int, list[float]] = field(default_factory=lambda: collections.defaultdict(list))
 
     def next_request(self) -> HttpRequest | None:
         if self.issued >= self.max_requests or time.monotonic() >= self.deadline:
@@ -46,10 +49,10 @@ class Tally:
         return request
 
 
-def _h11_request(request: HttpRequest, port: int) -> h11.Request:
+def _h11_request(request: HttpRequest, body: bytes, port: int) -> h11.Request:
     headers = [("Host", f"{HOST}:{port}"), *request.headers.items()]
-    if request.body:
-        headers.append(("Content-Length", str(len(request.body))))
+    if body:
+        headers.append(("Content-Length", str(len(body))))
     return h11.Request(method=request.method, target=request.path, headers=headers)
 
 
@@ -61,9 +64,10 @@ async def _exchange(
     port: int,
 ) -> int:
     """Send one request, read the whole response, return its status."""
-    data = connection.send(_h11_request(request, port)) or b""
-    if request.body:
-        data += connection.send(h11.Data(data=request.body)) or b""
+    body = request.body_to_send()
+    data = connection.send(_h11_request(request, body, port)) or b""
+    if body:
+        data += connection.send(h11.Data(data=body)) or b""
     data += connection.send(h11.EndOfMessage()) or b""
     writer.write(data)
     status = 0
@@ -101,7 +105,7 @@ async def _connection_loop(tally: Tally, port: int, request_timeout_s: float) ->
                     writer.close()
                 reader = writer = None
                 continue
-            tally.latencies.append(time.perf_counter() - started)
+            tally.latencies[status].append(time.perf_counter() - started)
             if not 200 <= status < 300:
                 tally.error_kinds[str(status)] += 1
     finally:
@@ -122,7 +126,8 @@ async def drive(
     tally = Tally(plan=plan, deadline=started + duration_s, max_requests=max_requests)
     await asyncio.gather(*(_connection_loop(tally, port, timeout_s) for _ in range(connections)))
     elapsed = time.monotonic() - started
-    latencies = sorted(tally.latencies)
+    by_status = {str(status): sorted(values) for status, values in tally.latencies.items()}
+    latencies = sorted(value for values in by_status.values() for value in values)
     return LoadResult(
         requests=len(latencies),
         errors=sum(tally.error_kinds.values()),
@@ -130,6 +135,9 @@ async def drive(
         p50_ms=percentile(latencies, 0.50) * 1000,
         p99_ms=percentile(latencies, 0.99) * 1000,
         error_kinds=dict(tally.error_kinds),
+        statuses={status: len(values) for status, values in by_status.items()},
+        status_p50_ms={status: percentile(v, 0.50) * 1000 for status, v in by_status.items()},
+        status_p99_ms={status: percentile(v, 0.99) * 1000 for status, v in by_status.items()},
     )
 
 

@@ -1,11 +1,12 @@
-"""The table, the roster/floor ratios and the targets, printed and written to RESULTS.md."""
+"""The table, the roster/floor ratios, the login flood's tables and the targets, printed and
+written to RESULTS.md."""
 
 from __future__ import annotations
 
 import math
 import os
 import platform
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import psutil
@@ -18,6 +19,15 @@ RSS_TARGET_MB = 150
 FLOOR_RPS_RATIO_TARGET = 0.5
 FLOOR_P99_RATIO_TARGET = 2.0
 SIZE_P50_RATIO_TARGET = 1.3
+# Issue 10: reads beside the login flood keep their p99 within this factor of their p99 without
+# it, and the logins it refuses are refused within this long (p99).
+FLOOD_P99_RATIO_TARGET = 3.0
+FLOOD_REFUSAL_P99_TARGET_MS = 1000.0
+# The part of a login-flood measurement that is the flood itself (the others are its reads).
+FLOOD_LOGINS = "logins"
+# The login answers the flood report counts one by one; any other status is "other".
+FLOOD_STATUSES = ("200", "400", "429", "503")
+REFUSALS = ("429", "503")
 
 
 READING_GUIDE = (
@@ -27,6 +37,18 @@ READING_GUIDE = (
     "and the pool's pre-ping. RSS: resident memory of the server's worker after the scenario. "
     "roster/floor: roster's req/s divided by the floor's, and roster's p99 divided by the "
     "floor's, for the scenarios both answer."
+)
+
+FLOOD_GUIDE = (
+    "Each read is measured twice in the same run by the same closed loop: on its own, then "
+    "beside the flood (the loads are described above). Answers: responses received, whatever "
+    "their status. Errors: non-2xx answers, socket errors and timeouts. p99 beside / without: "
+    "the read's p99 beside the flood divided by its p99 on its own. Logins: the answers of "
+    "each status (400: an unknown email, refused after hashing its password; 429: throttled; "
+    "503: a full hashing queue, an exhausted connection pool or uvicorn's concurrency limit), "
+    "the requests left unanswered (the generator gives up after 10 s), the p99 latency of the "
+    "answers of each status, and how long the server was still serving requests once the "
+    "flood's generator had stopped (logins whose client gave up still run to the end)."
 )
 
 
@@ -40,6 +62,26 @@ class Measurement:
     statements_per_request: float
     round_trips_per_request: float
     rss_mb: float
+    # A flood measures several loads at once: which one this is (FLOOD_LOGINS, or the key of the
+    # read beside it), and whether the flood was running.
+    part: str = ""
+    beside_flood: bool = False
+    # For the flood's logins: seconds the server still had requests in flight after the flood's
+    # generator stopped (logins whose client gave up still run); inf when it had not finished.
+    drain_s: float = math.nan
+
+
+@dataclass(frozen=True)
+class FloodRead:
+    """One read of a flood scenario, measured on its own and beside the flood."""
+
+    title: str
+    without: LoadResult
+    beside: LoadResult
+
+    @property
+    def p99_ratio(self) -> float:
+        return _ratio(self.beside.p99_ms, self.without.p99_ms)
 
 
 @dataclass(frozen=True)
@@ -59,6 +101,29 @@ class Report:
             if measurement.key == key and measurement.app == app:
                 return measurement
         return None
+
+    def flood_keys(self) -> list[str]:
+        return list(dict.fromkeys(m.key for m in self.measurements if m.kind is Kind.FLOOD))
+
+    def flood_logins(self, key: str) -> Measurement | None:
+        for m in self.measurements:
+            if m.key == key and m.kind is Kind.FLOOD and m.part == FLOOD_LOGINS:
+                return m
+        return None
+
+    def flood_reads(self, key: str) -> dict[str, FloodRead]:
+        """The reads of flood `key` by part, in the order they were measured."""
+        reads = [m for m in self.measurements if m.key == key and m.kind is Kind.FLOOD]
+        pairs: dict[str, FloodRead] = {}
+        for part in dict.fromkeys(m.part for m in reads if m.part != FLOOD_LOGINS):
+            without = [m for m in reads if m.part == part and not m.beside_flood]
+            beside = [m for m in reads if m.part == part and m.beside_flood]
+            if without and beside:
+                pairs[part] = FloodRead(without[0].title, without[0].load, beside[0].load)
+        return pairs
+
+    def flood_read(self, key: str, part: str) -> FloodRead | None:
+        return self.flood_reads(key).get(part)
 
     # -- the table ---------------------------------------------------------------------------
 
@@ -85,6 +150,8 @@ class Report:
                 self.floor_ratio(m),
             ]
             for m in self.measurements
+            # A flood's figures need columns of their own (see flood_tables).
+            if m.kind is not Kind.FLOOD
         ]
 
     HEADER = (
@@ -93,21 +160,70 @@ class Report:
     )  # fmt: skip
 
     def markdown_table(self) -> str:
-        right = {2, 3, 4, 5, 6, 7, 8}
-        lines = [
-            "| " + " | ".join(self.HEADER) + " |",
-            "|" + "|".join("---:" if i in right else "---" for i in range(len(self.HEADER))) + "|",
-        ]
-        lines += ["| " + " | ".join(row) + " |" for row in self.rows()]
-        return "\n".join(lines)
+        return _markdown_table(self.HEADER, self.rows(), right=range(2, 9))
 
     def text_table(self) -> str:
-        rows = [list(self.HEADER), *self.rows()]
-        widths = [max(len(row[i]) for row in rows) for i in range(len(self.HEADER))]
-        return "\n".join(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-            for row in rows
-        )
+        return _text_table(self.HEADER, self.rows())
+
+    # -- the login flood ---------------------------------------------------------------------
+
+    READS_HEADER = (
+        "read", "answers without / beside the flood", "errors without / beside",
+        "p50 ms without / beside", "p99 ms without / beside", "p99 beside / without",
+    )  # fmt: skip
+    LOGINS_HEADER = (
+        "logins", *FLOOD_STATUSES, "other", "timeouts, socket errors",
+        *(f"p99 ms of {status}" for status in ("400", *REFUSALS)), "server busy after",
+    )  # fmt: skip
+
+    def flood_tables(self, key: str) -> list[tuple[tuple[str, ...], list[list[str]]]]:
+        reads = [
+            [
+                read.title,
+                f"{read.without.requests:,} / {read.beside.requests:,}",
+                f"{_errors(read.without)} / {_errors(read.beside)}",
+                f"{_ms(read.without.p50_ms)} / {_ms(read.beside.p50_ms)}",
+                f"{_ms(read.without.p99_ms)} / {_ms(read.beside.p99_ms)}",
+                _times(read.p99_ratio),
+            ]
+            for read in self.flood_reads(key).values()
+        ]
+        tables: list[tuple[tuple[str, ...], list[list[str]]]] = [(self.READS_HEADER, reads)]
+        logins = self.flood_logins(key)
+        if logins is not None:
+            counts = _login_counts(logins.load)
+            tables.append(
+                (
+                    self.LOGINS_HEADER,
+                    [
+                        [
+                            logins.title,
+                            *(f"{counts[status]:,}" for status in FLOOD_STATUSES),
+                            _kinds(counts["other"], _other_statuses(logins.load)),
+                            _kinds(counts["failed"], _socket_errors(logins.load)),
+                            *(_status_p99(logins.load, status) for status in ("400", *REFUSALS)),
+                            _seconds(logins.drain_s),
+                        ]
+                    ],
+                )
+            )
+        return tables
+
+    def flood_markdown(self) -> list[str]:
+        lines: list[str] = []
+        for key in self.flood_keys():
+            lines += [f"## Login flood (`{key}`)", "", FLOOD_GUIDE, ""]
+            for header, rows in self.flood_tables(key):
+                lines += [_markdown_table(header, rows, right=range(1, len(header))), ""]
+        return lines
+
+    def flood_text(self) -> list[str]:
+        lines: list[str] = []
+        for key in self.flood_keys():
+            lines += [f"{key}:"]
+            for header, rows in self.flood_tables(key):
+                lines += [_text_table(header, rows), ""]
+        return lines
 
     # -- the targets -------------------------------------------------------------------------
 
@@ -198,6 +314,8 @@ class Report:
                     and worst <= 5,
                 )
             )  # fmt: skip
+        for key in self.flood_keys():
+            verdicts += self._flood_verdicts(key)
         roster_rss = [m.rss_mb for m in self.measurements if m.app == "roster"]
         if roster_rss:
             verdicts.append(
@@ -208,6 +326,58 @@ class Report:
                     max(roster_rss) < RSS_TARGET_MB,
                 )
             )
+        return verdicts
+
+    def _flood_verdicts(self, key: str) -> list[Verdict]:
+        verdicts = [
+            Verdict(
+                f"{read.title} beside the login flood: zero errors, p99 within "
+                f"{FLOOD_P99_RATIO_TARGET:g}x its p99 without the flood",
+                f"{_errors(read.beside)} errors beside it ({_errors(read.without)} without); "
+                f"p99 {_ms(read.beside.p99_ms)} vs {_ms(read.without.p99_ms)} ms "
+                f"({_times(read.p99_ratio)})",
+                read.beside.requests > 0
+                and read.without.requests > 0
+                and read.beside.errors == 0
+                and read.without.errors == 0
+                and read.p99_ratio <= FLOOD_P99_RATIO_TARGET,
+            )
+            for read in self.flood_reads(key).values()
+        ]
+        logins = self.flood_logins(key)
+        if logins is None:
+            return verdicts
+        load = logins.load
+        counts = _login_counts(load)
+        refused = [status for status in REFUSALS if counts[status]]
+        timed = all(status in load.status_p99_ms for status in refused)
+        verdicts.append(
+            Verdict(
+                "the flood's logins are answered 400, 429 or 503 and none times out; those "
+                "beyond capacity (the flood keeps more logins waiting than there are hashing "
+                "slots, so some must be) are refused with 429 or 503 within "
+                f"{FLOOD_REFUSAL_P99_TARGET_MS / 1000:g} s (p99 of each)",
+                "; ".join(
+                    [
+                        ", ".join(
+                            f"{status}: {counts[status]:,}"
+                            + (f" (p99 {_status_p99(load, status)} ms)" if counts[status] else "")
+                            for status in ("400", *REFUSALS)
+                        ),
+                        f"timeouts and socket errors: {counts['failed']:,}",
+                        f"any other answer: {counts['200'] + counts['other']:,}",
+                    ]
+                ),
+                bool(refused)
+                and timed
+                and all(
+                    load.status_p99_ms[status] <= FLOOD_REFUSAL_P99_TARGET_MS for status in refused
+                )
+                and counts["failed"] == 0
+                and counts["200"] == 0
+                and counts["other"] == 0,
+            )
+        )
         return verdicts
 
     def _smallest_group_listing(self) -> Measurement | None:
@@ -231,7 +401,8 @@ class Report:
         return lines
 
     def text(self) -> str:
-        return "\n".join([self.text_table(), "", *self.verdict_lines(markdown=False)])
+        table = [self.text_table(), ""] if self.rows() else []
+        return "\n".join([*table, *self.flood_text(), *self.verdict_lines(markdown=False)])
 
     def markdown(self, title: str, notes: Sequence[str] = ()) -> str:
         context = [f"- **{name}**: {value}" for name, value in self.context]
@@ -242,10 +413,8 @@ class Report:
                     "",
                     *context,
                     "",
-                    self.markdown_table(),
-                    "",
-                    READING_GUIDE,
-                    "",
+                    *([self.markdown_table(), "", READING_GUIDE, ""] if self.rows() else []),
+                    *self.flood_markdown(),
                     "## Targets",
                     "",
                     *self.verdict_lines(markdown=True),
@@ -257,6 +426,58 @@ class Report:
         )
 
 
+def _markdown_table(
+    header: Sequence[str], rows: Sequence[Sequence[str]], right: Iterable[int]
+) -> str:
+    aligned = set(right)
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---:" if i in aligned else "---" for i in range(len(header))) + "|",
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    table = [list(header), *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in table
+    )
+
+
+def _login_counts(load: LoadResult) -> dict[str, int]:
+    """The flood's answers: FLOOD_STATUSES one by one, every other status as "other", and
+    "failed": requests that got no answer (timeouts, socket errors)."""
+    counts = {status: load.statuses.get(status, 0) for status in FLOOD_STATUSES}
+    counts["other"] = sum(_other_statuses(load).values())
+    counts["failed"] = sum(_socket_errors(load).values())
+    return counts
+
+
+def _other_statuses(load: LoadResult) -> dict[str, int]:
+    return {s: n for s, n in load.statuses.items() if s not in FLOOD_STATUSES}
+
+
+def _socket_errors(load: LoadResult) -> dict[str, int]:
+    return {kind: n for kind, n in load.error_kinds.items() if not kind.isdigit()}
+
+
+def _kinds(total: int, kinds: dict[str, int]) -> str:
+    if not total:
+        return "0"
+    return f"{total:,} (" + ", ".join(f"{k}: {n:,}" for k, n in sorted(kinds.items())) + ")"
+
+
+def _status_p99(load: LoadResult, status: str) -> str:
+    if status not in load.statuses:
+        return "-"
+    if status not in load.status_p99_ms:
+        return "not timed"
+    return _ms(load.status_p99_ms[status])
+
+
 def _errors(load: LoadResult) -> str:
     if not load.errors:
         return "0"
@@ -266,6 +487,16 @@ def _errors(load: LoadResult) -> str:
 
 def _ratio(value: float, reference: float) -> float:
     return value / reference if reference > 0 else math.inf
+
+
+def _times(value: float) -> str:
+    return f"{value:.2f}x" if math.isfinite(value) else "-"
+
+
+def _seconds(value: float) -> str:
+    if math.isnan(value):
+        return "-"
+    return "unfinished" if math.isinf(value) else f"{value:.1f} s"
 
 
 def _ms(value: float) -> str:

@@ -1,7 +1,7 @@
 """The benchmark, end to end: Postgres, migrations, data, roster and the floor under uvicorn,
 load on loopback, one table.
 
-    uv run python -m bench               # full run (about 4 minutes), writes bench/RESULTS.md
+    uv run python -m bench               # full run (about 5 minutes), writes bench/RESULTS.md
     uv run python -m bench --tiny        # about 15 s, small data, writes nothing
 
 See README.md (section "Benchmarks") for what is measured and how.
@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,9 +29,11 @@ import asyncpg
 import httpx
 
 from bench import dataset, postgres, profiling
-from bench.generators import Generator, LoadSettings, wrk_available
+from bench.generators import Generator, LoadSettings, RunningLoad, wrk_available
+from bench.load import LoadResult
 from bench.pinning import plan_cores
-from bench.report import MIB, Measurement, Report, machine_description
+from bench.plan import RequestPlan
+from bench.report import FLOOD_LOGINS, MIB, Measurement, Report, machine_description
 from bench.scenarios import Kind, Scenario, build_scenarios, scenario_keys
 from bench.servers import RunningServer, ServerSpec, UvicornOptions, serving
 
@@ -50,21 +52,37 @@ class Mode:
     # Requests between adding a member and removing them again (see member_toggle_plan): at
     # 2 * 4096 requests per request timeout (10 s), safe up to about 800 writes per second.
     write_lag: int = 4096
+    # login-flood: the issue's 64 anonymous clients at once, each read beside them a modest
+    # closed loop, and how long the flood runs alone before the reads are measured (it takes a
+    # moment for waiting logins to pile up).
+    flood_connections: int = 64
+    probe_connections: int = 4
+    flood_lead_s: float = 2
 
 
 FULL = Mode((10, 100, 1000, 10_000), duration_s=12, warmup_s=2, connections=32, scenarios=None)
 # The smoke test's mode: small data, half a second per scenario, the scenarios that use every part
-# (the floor, both auth paths' JWT side, the write path).
+# (the floor, both auth paths' JWT side, the write path, the login flood).
 TINY = Mode(
     (10, 100),
     duration_s=0.5,
     warmup_s=0,
     connections=8,
-    scenarios=("group-users", "me-jwt", "write"),
+    scenarios=("group-users", "me-jwt", "write", "login-flood"),
     # Half a second never reaches the 2 * 256 requests after which removals start to follow
     # the run's own additions.
     write_lag=256,
+    # Still more logins than hashing slots, but few enough that a service which queues them
+    # all (today's) gets through them in seconds, not the minute that 64 would take.
+    flood_connections=8,
+    probe_connections=2,
+    flood_lead_s=0.5,
 )
+# The flood's generator runs niced (see measure_flood).
+FLOOD_NICENESS = 10
+# How long the server may still be working through a flood's logins after the flood stopped
+# (those whose client gave up still run) before the run goes on regardless.
+FLOOD_DRAIN_TIMEOUT_S = 120
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -192,6 +210,80 @@ def measure(
     )
 
 
+def run_together(
+    loads: Sequence[tuple[str, LoadSettings, RequestPlan]], port: int, duration_s: float, tag: str
+) -> dict[str, LoadResult]:
+    """Run several loads at once, each in its own generator process; their results by name."""
+    running: dict[str, RunningLoad] = {}
+    try:
+        for name, settings, plan in loads:
+            running[name] = settings.start(plan, port, duration_s, f"{name}-{tag}")
+    finally:
+        # Wait for every started generator, even when a later one failed to start.
+        results = {name: load.wait() for name, load in running.items()}
+    return results
+
+
+def measure_flood(
+    server: RunningServer, scenario: Scenario, load: LoadSettings, mode: Mode
+) -> list[Measurement]:
+    """The reads on their own, then the flood alone for `flood_lead_s`, then the same reads
+    beside it: one measurement per read and phase, and one of the flood's logins."""
+    print(f"  {server.name:6} {scenario.title}", file=sys.stderr, flush=True)
+    # The Python generator for every load here: it times the answers of each status (the 429s
+    # and the 503s), and it waits for the requests still unanswered when the duration ends
+    # (until they time out), where wrk drops them uncounted: under a flood those are the
+    # requests that matter.
+    probe_load = replace(load, generator="python", connections=mode.probe_connections)
+    # The reads' generators share the load core with the flood's, which is busy when the
+    # service refuses logins quickly: niced, it waits while they measure.
+    flood_load = replace(
+        load, generator="python", connections=mode.flood_connections, niceness=FLOOD_NICENESS
+    )
+    probes = [(f"{scenario.key}-{probe.key}", probe_load, probe.plan) for probe in scenario.probes]
+    if mode.warmup_s > 0:
+        run_together(probes, server.port, mode.warmup_s, "warmup")
+    server.idle_stats()
+    quiet = run_together(probes, server.port, mode.duration_s, "without-flood")
+    server.idle_stats()
+    flood = flood_load.start(
+        scenario.plan, server.port, mode.flood_lead_s + mode.duration_s, scenario.key
+    )
+    try:
+        time.sleep(mode.flood_lead_s)
+        beside = run_together(probes, server.port, mode.duration_s, "beside-flood")
+    finally:
+        logins = flood.wait()
+    stopped = time.monotonic()
+    try:
+        after = server.idle_stats(timeout_s=FLOOD_DRAIN_TIMEOUT_S)
+        drain_s = time.monotonic() - stopped
+    except RuntimeError:
+        after, drain_s = server.stats(), math.inf
+
+    def measurement(part: str, title: str, result: LoadResult, flooded: bool) -> Measurement:
+        # Statements are counted per process, and each phase mixes requests of several kinds.
+        return Measurement(
+            key=scenario.key,
+            title=title,
+            kind=scenario.kind,
+            app=server.name,
+            load=result,
+            statements_per_request=math.nan,
+            round_trips_per_request=math.nan,
+            rss_mb=after.rss_bytes / MIB,
+            part=part,
+            beside_flood=flooded,
+            drain_s=drain_s if part == FLOOD_LOGINS else math.nan,
+        )
+
+    measurements = [measurement(FLOOD_LOGINS, scenario.title, logins, flooded=True)]
+    for probe, (name, _, _) in zip(scenario.probes, probes, strict=True):
+        measurements.append(measurement(probe.key, probe.title, quiet[name], flooded=False))
+        measurements.append(measurement(probe.key, probe.title, beside[name], flooded=True))
+    return measurements
+
+
 def tool_version(command: list[str]) -> str:
     try:
         completed = subprocess.run(command, capture_output=True, text=True, timeout=10, check=False)
@@ -204,13 +296,12 @@ def tool_version(command: list[str]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     base = TINY if args.tiny else FULL
-    mode = Mode(
-        group_sizes=base.group_sizes,
+    mode = replace(
+        base,
         duration_s=args.duration if args.duration is not None else base.duration_s,
         warmup_s=args.warmup if args.warmup is not None else base.warmup_s,
         connections=args.connections or base.connections,
         scenarios=tuple(args.scenarios.split(",")) if args.scenarios else base.scenarios,
-        write_lag=base.write_lag,
     )
     keys = scenario_keys(mode.group_sizes)
     if args.list:
@@ -277,6 +368,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 check_parity(roster, floor, scenarios)
                 print(f"running {len(scenarios)} scenarios", file=sys.stderr, flush=True)
                 for scenario in scenarios:
+                    if scenario.kind is Kind.FLOOD:
+                        measurements += measure_flood(roster, scenario, load, mode)
+                        continue
                     for server in [roster, floor] if scenario.on_floor else [roster]:
                         measurements.append(measure(server, scenario, load, mode, options.workers))
                         if args.profile is not None and scenario.kind is not Kind.WRITE:
@@ -315,6 +409,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{generator_text}, {mode.connections} connections, "
                 f"{mode.duration_s:g} s per scenario after {mode.warmup_s:g} s of warm-up",
             ),
+            *(
+                [("Login flood", _flood_description(mode))]
+                if any(m.kind is Kind.FLOOD for m in measurements)
+                else []
+            ),
             (
                 "Data",
                 f"groups of {', '.join(f'{size:,}' for size in mode.group_sizes)} members, "
@@ -330,7 +429,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.write_text(report.markdown("Benchmark results", notes))
         print(f"\nwritten to {results}", file=sys.stderr)
     if args.json is not None:
-        args.json.write_text(json.dumps([_as_json(m) for m in measurements], indent=2))
+        args.json.write_text(json.dumps([_as_json(m, report) for m in measurements], indent=2))
     return 0
 
 
@@ -338,7 +437,23 @@ def _loadavg(values: tuple[float, float, float]) -> str:
     return ", ".join(f"{value:.2f}" for value in values)
 
 
-def _as_json(measurement: Measurement) -> Mapping[str, object]:
+def _flood_description(mode: Mode) -> str:
+    return (
+        f"{mode.flood_connections} connections posting logins with unknown emails, alone for "
+        f"{mode.flood_lead_s:g} s, then {mode.duration_s:g} s beside {mode.probe_connections} "
+        f"connections on each read; the same reads measured for {mode.duration_s:g} s without "
+        "the flood just before (after the warm-up); bench.pyload for all of them (it times the "
+        "answers of each status and waits for the last requests until they time out, where wrk "
+        f"drops them), one process per load, all on the load core, the flood's under "
+        f"`nice -n {FLOOD_NICENESS}`"
+    )
+
+
+def _as_json(measurement: Measurement, report: Report) -> Mapping[str, object]:
     data = asdict(measurement)
     data["requests_per_s"] = measurement.load.requests_per_s
+    if measurement.kind is Kind.FLOOD and measurement.beside_flood:
+        read = report.flood_read(measurement.key, measurement.part)
+        if read is not None:
+            data["p99_ratio_to_without_flood"] = read.p99_ratio
     return data

@@ -9,7 +9,7 @@ from enum import StrEnum
 from urllib.parse import urlencode
 
 from bench.dataset import Dataset
-from bench.plan import HttpRequest, RequestPlan
+from bench.plan import RANDOM_TOKEN, HttpRequest, RequestPlan
 
 PAGE_SIZE = 50
 COOKIE_NAME = "roster_auth"  # roster-auth's default, which the service keeps
@@ -19,6 +19,21 @@ class Kind(StrEnum):
     READ = "read"
     WRITE = "write"
     LOGIN = "login"
+    # Anonymous logins flood the service while reads are measured beside them (see `Probe`).
+    FLOOD = "flood"
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A read measured beside a flood, and on its own just before, in the same run."""
+
+    key: str
+    title: str
+    request: HttpRequest
+
+    @property
+    def plan(self) -> RequestPlan:
+        return RequestPlan.repeat(self.request)
 
 
 @dataclass(frozen=True)
@@ -30,6 +45,8 @@ class Scenario:
     # The write path warms up on other users than it measures with (see member_toggle_plan).
     warmup_plan: RequestPlan
     on_floor: bool = False
+    # For a flood: the reads measured beside it.
+    probes: tuple[Probe, ...] = ()
 
     @classmethod
     def reading(
@@ -69,7 +86,7 @@ def scenario_keys(group_sizes: tuple[int, ...]) -> list[str]:
     """The keys `build_scenarios` gives scenarios, in their order, for data of these sizes."""
     members = [f"members-{size}" for size in sorted(set(group_sizes))]
     return ["group-users", *members, "members-deep", "me-jwt", "me-jwt-loner", "me-cookie",
-            "login", "write"]  # fmt: skip
+            "login", "write", "login-flood"]  # fmt: skip
 
 
 def build_scenarios(data: Dataset) -> list[Scenario]:
@@ -146,5 +163,37 @@ def build_scenarios(data: Dataset) -> list[Scenario]:
             member_toggle_plan(data.write_group_id, warmup_pool, lag, data.owner_jwt),
         )
     )
+    # Last: the flood's logins can outlast its measurement (a server that queues them works
+    # through them afterwards), and once roster throttles failed logins by client address, the
+    # failures it leaves behind for 127.0.0.1 must not meet the login scenario's requests.
+    scenarios.append(login_flood_scenario(data))
     assert [s.key for s in scenarios] == scenario_keys(tuple(data.group_ids))
     return scenarios
+
+
+def login_flood_scenario(data: Dataset) -> Scenario:
+    """Anonymous logins with unknown emails and random passwords (every one different: the
+    attacker of issue 10, not a user retrying), beside `/users/me` (JWT) and `/health/ready`."""
+    # No dataset user's email is under this domain (see bench.dataset.user_email).
+    body = f"username=flood-{RANDOM_TOKEN}%40unknown.bench.example.com&password={RANDOM_TOKEN}"
+    flood = HttpRequest(
+        "POST",
+        "/auth/jwt/login",
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        body.encode(),
+    )
+    return Scenario(
+        "login-flood",
+        "POST /auth/jwt/login, unknown emails (the flood)",
+        Kind.FLOOD,
+        RequestPlan.repeat(flood),
+        RequestPlan.repeat(flood),
+        probes=(
+            Probe(
+                "me-jwt",
+                "GET /users/me, JWT",
+                HttpRequest("GET", "/users/me", bearer(data.owner_jwt)),
+            ),
+            Probe("health-ready", "GET /health/ready", HttpRequest("GET", "/health/ready")),
+        ),
+    )
