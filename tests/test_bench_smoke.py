@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from roster_db.testing import PostgresServer
+from roster_db.testkit import PostgresServer
 
 pytest_plugins = ["roster_db.testing"]
 

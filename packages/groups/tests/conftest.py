@@ -21,6 +21,7 @@ import roster_auth.models  # noqa: F401  (tables must exist before the plugin cr
 import roster_groups.models  # noqa: F401
 from roster_auth import RosterAuth, User
 from roster_auth.testing import bearer_headers, config_for_tests, create_user
+from roster_db.testkit import asgi_client
 from roster_groups import RosterGroups
 from roster_groups.models import GroupRole, Membership, UserGroup
 
@@ -42,10 +43,6 @@ def build_app(auth: RosterAuth, sessionmaker: async_sessionmaker[AsyncSession]) 
 
 
 def serve(app: FastAPI) -> AbstractAsyncContextManager[httpx.AsyncClient]:
-    # Imported here, not at the top: pytest must import the plugin module itself first, or
-    # it cannot rewrite the plugin's assertions.
-    from roster_db.testing import asgi_client
-
     return asgi_client(app, base_url="http://roster.test")
 
 

@@ -21,7 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from roster_api.app import build_auth_config
 from roster_api.settings import Settings
 from roster_auth import RosterAuth, User, UserCreate
-from roster_db import create_engine, create_sessionmaker, session_scope
+from roster_db import create_sessionmaker, one_off_engine, session_scope
 from roster_groups import GroupRole, Membership, UserGroup
 
 # The sample's one password, for development only (production must pass its own).
@@ -94,28 +94,27 @@ async def seed_sample(settings: Settings, database_url: str, password: str) -> S
     and hashing); an existing account keeps its password."""
     auth = RosterAuth(build_auth_config(settings))
     report = SeedReport()
-    engine = create_engine(database_url, pool_size=1, max_overflow=0)
-    try:
-        async with session_scope(create_sessionmaker(engine)) as session:
-            users = {
-                sample.email: await _ensure_user(auth, session, sample, password, report)
-                for sample in SAMPLE_USERS
-            }
-            # Groups and memberships in Core, on the session's connection (same transaction).
-            connection = await session.connection()
-            for sample_group in SAMPLE_GROUPS:
-                group_id = await _ensure_group(connection, sample_group, report)
-                for position, email in enumerate(sample_group.members):
-                    role = GroupRole.OWNER if position == 0 else GroupRole.MEMBER
-                    created = await _insert_ignoring_existing(
-                        connection,
-                        membership_table,
-                        [{"group_id": group_id, "user_id": users[email].id, "role": role.value}],
-                    )
-                    report.memberships_created += created
-                    report.memberships_existing += 1 - created
-    finally:
-        await engine.dispose()
+    async with (
+        one_off_engine(database_url) as engine,
+        session_scope(create_sessionmaker(engine)) as session,
+    ):
+        users = {
+            sample.email: await _ensure_user(auth, session, sample, password, report)
+            for sample in SAMPLE_USERS
+        }
+        # Groups and memberships in Core, on the session's connection (same transaction).
+        connection = await session.connection()
+        for sample_group in SAMPLE_GROUPS:
+            group_id = await _ensure_group(connection, sample_group, report)
+            for position, email in enumerate(sample_group.members):
+                role = GroupRole.OWNER if position == 0 else GroupRole.MEMBER
+                created = await _insert_ignoring_existing(
+                    connection,
+                    membership_table,
+                    [{"group_id": group_id, "user_id": users[email].id, "role": role.value}],
+                )
+                report.memberships_created += created
+                report.memberships_existing += 1 - created
     return report
 
 
@@ -232,8 +231,7 @@ async def seed_bulk(
                 "display_name": f"User {index}",
             }
 
-    engine = create_engine(database_url, pool_size=1, max_overflow=0)
-    try:
+    async with one_off_engine(database_url) as engine:
         for batch in _batches(user_rows(), BULK_BATCH_SIZE):
             async with engine.begin() as connection:
                 created = await _insert_ignoring_existing(connection, user_table, batch)
@@ -273,8 +271,6 @@ async def seed_bulk(
             report.memberships_created += created
             report.memberships_existing += len(batch) - created
             report_progress("memberships", len(batch))
-    finally:
-        await engine.dispose()
     return report
 
 
