@@ -87,9 +87,6 @@ class OutboxMailer:
         self.messages.clear()
 
 
-MemoryMailer = OutboxMailer
-
-
 def token_of(message: MailMessage) -> str:
     """The token carried in the message's link (`?token=...`)."""
     tokens = parse_qs(urlsplit(message.link).query).get("token")
@@ -186,7 +183,6 @@ __all__ = [
     "MailKind",
     "MailMessage",
     "Mailer",
-    "MemoryMailer",
     "OutboxMailer",
     "SmtpMailer",
     "SmtpSecurity",

@@ -116,8 +116,7 @@ class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):
             return None
         if stronger_hash is not None:
             # A stronger hash of the same password must not end the user's other sessions.
-            with self.user_db.rehashing():
-                await self.user_db.update(user, {"hashed_password": stronger_hash})
+            await self.user_db.store_rehashed_password(user, stronger_hash)
         return user
 
     async def create(
