@@ -121,7 +121,5 @@ def _replacements(cls: type) -> list[str]:
 
 def test_every_method_we_replace_has_a_row() -> None:
     listed = {copy.ours for copy in COPIES}
-    unlisted = [
-        name for cls in SUBCLASSES for name in _replacements(cls) if name not in listed
-    ]
+    unlisted = [name for cls in SUBCLASSES for name in _replacements(cls) if name not in listed]
     assert unlisted == [], f"add a row to COPIES for each of {unlisted}"

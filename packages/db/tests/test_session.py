@@ -6,8 +6,8 @@ from contextlib import asynccontextmanager
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
-from sqlalchemy.pool import QueuePool
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
+from sqlalchemy.pool import QueuePool
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from roster_db import SessionDep, create_engine, one_off_engine, session_scope

@@ -22,7 +22,7 @@ import roster_groups.models  # noqa: F401
 from roster_auth import RosterAuth, User
 from roster_auth.testing import bearer_headers, config_for_tests, create_user
 from roster_db.testkit import asgi_client
-from roster_groups import RosterGroups
+from roster_groups import GroupsError, create_groups_router, handle_groups_error
 from roster_groups.models import GroupRole, Membership, UserGroup
 
 pytest_plugins = ["roster_db.testing"]
@@ -38,7 +38,8 @@ def build_app(auth: RosterAuth, sessionmaker: async_sessionmaker[AsyncSession]) 
     app = FastAPI(lifespan=lifespan)
     for router in auth.routers():
         app.include_router(router)
-    app.include_router(RosterGroups(auth.current_active_user).router)
+    app.include_router(create_groups_router(auth.current_active_user))
+    app.add_exception_handler(GroupsError, handle_groups_error)
     return app
 
 

@@ -69,7 +69,7 @@ def role_at_least(role: GroupRole | None, minimum: GroupRole) -> bool:
 
 @dataclass(frozen=True)
 class GroupAccess:
-    """A group as seen by one user: what `require_group_role` hands a route."""
+    """A group as seen by one user: what `authorize` finds."""
 
     group: UserGroup
     user: User
