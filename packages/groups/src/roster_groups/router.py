@@ -50,8 +50,9 @@ def create_groups_router(current_user: UserDependency) -> APIRouter:
     The application registers `handle_groups_error` for `GroupsError` alongside."""
     CurrentUser = Annotated[User, Depends(current_user)]  # noqa: N806 - a type alias
     router = APIRouter(tags=["groups"])
-    # What a route on one group may answer besides its own conflicts.
-    in_group = (errors.GroupNotFoundError, errors.InsufficientGroupRoleError)
+    # What a route on one group may answer, besides its own refusals.
+    group_errors = (errors.GroupNotFoundError, errors.InsufficientGroupRoleError)
+    on_group = error_responses(*group_errors)
 
     @router.post(
         "/groups",
@@ -90,9 +91,7 @@ def create_groups_router(current_user: UserDependency) -> APIRouter:
             return await service.list_all_groups(session, user, page)
         return await service.list_groups_of(session, user, page)
 
-    @router.get(
-        "/groups/{group_id}", response_model=GroupPublic, responses=error_responses(*in_group)
-    )
+    @router.get("/groups/{group_id}", response_model=GroupPublic, responses=on_group)
     async def get_group(
         group_id: GroupIdPath, session: SessionDep, user: CurrentUser
     ) -> GroupPublic:
@@ -102,7 +101,7 @@ def create_groups_router(current_user: UserDependency) -> APIRouter:
     @router.patch(
         "/groups/{group_id}",
         response_model=GroupPublic,
-        responses=error_responses(*in_group, errors.GroupNameAlreadyExistsError),
+        responses=error_responses(*group_errors, errors.GroupNameAlreadyExistsError),
     )
     async def update_group(
         group_id: GroupIdPath, data: GroupUpdate, session: SessionDep, user: CurrentUser
@@ -113,17 +112,13 @@ def create_groups_router(current_user: UserDependency) -> APIRouter:
     @router.delete(
         "/groups/{group_id}",
         status_code=status.HTTP_204_NO_CONTENT,
-        responses=error_responses(*in_group),
+        responses=on_group,
     )
     async def delete_group(group_id: GroupIdPath, session: SessionDep, user: CurrentUser) -> None:
         """Delete a group and its memberships (owner)."""
         await service.delete_group(session, user, group_id)
 
-    @router.get(
-        "/groups/{group_id}/members",
-        response_model=Page[MemberPublic],
-        responses=error_responses(*in_group),
-    )
+    @router.get("/groups/{group_id}/members", response_model=Page[MemberPublic], responses=on_group)
     async def list_members(
         group_id: GroupIdPath,
         session: SessionDep,
@@ -139,7 +134,7 @@ def create_groups_router(current_user: UserDependency) -> APIRouter:
         status_code=status.HTTP_201_CREATED,
         response_model=MemberPublic,
         responses=error_responses(
-            *in_group, errors.UserNotFoundError, errors.MembershipAlreadyExistsError
+            *group_errors, errors.UserNotFoundError, errors.MembershipAlreadyExistsError
         ),
     )
     async def add_member(
@@ -151,7 +146,7 @@ def create_groups_router(current_user: UserDependency) -> APIRouter:
     @router.patch(
         "/groups/{group_id}/members/{user_id}",
         response_model=MemberPublic,
-        responses=error_responses(*in_group, errors.MemberNotFoundError, errors.LastOwnerError),
+        responses=error_responses(*group_errors, errors.MemberNotFoundError, errors.LastOwnerError),
     )
     async def change_role(
         group_id: GroupIdPath,
@@ -166,7 +161,7 @@ def create_groups_router(current_user: UserDependency) -> APIRouter:
     @router.delete(
         "/groups/{group_id}/members/{user_id}",
         status_code=status.HTTP_204_NO_CONTENT,
-        responses=error_responses(*in_group, errors.MemberNotFoundError, errors.LastOwnerError),
+        responses=error_responses(*group_errors, errors.MemberNotFoundError, errors.LastOwnerError),
     )
     async def remove_member(
         group_id: GroupIdPath, user_id: uuid.UUID, session: SessionDep, user: CurrentUser
@@ -181,11 +176,7 @@ def create_groups_router(current_user: UserDependency) -> APIRouter:
         """The caller's groups with the caller's role in each."""
         return await service.list_groups_of(session, user, page)
 
-    @router.get(
-        "/user-groups/{group_id}/users",
-        response_model=list[UserRead],
-        responses=error_responses(*in_group),
-    )
+    @router.get("/user-groups/{group_id}/users", response_model=list[UserRead], responses=on_group)
     async def group_users(
         group_id: GroupIdPath,
         session: SessionDep,

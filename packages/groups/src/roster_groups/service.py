@@ -86,14 +86,8 @@ class GroupAccess:
 
 
 def _group_public(group: UserGroup, role: GroupRole | None) -> GroupPublic:
-    assert group.id is not None
-    return GroupPublic(
-        id=group.id,
-        name=group.name,
-        description=group.description,
-        created_at=group.created_at,
-        role=role,
-    )
+    # The row's columns (relationships are not fields of the dump) and the caller's role.
+    return GroupPublic(**group.model_dump(), role=role)
 
 
 def _member_public(membership: Membership) -> MemberPublic:

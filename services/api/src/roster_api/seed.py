@@ -15,7 +15,7 @@ from fastapi_users.exceptions import InvalidPasswordException
 from sqlalchemy import Table, func, insert, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from roster_api.app import build_auth_config
@@ -194,6 +194,25 @@ def _batches(items: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[s
         yield batch
 
 
+async def _insert_in_batches(
+    engine: AsyncEngine,
+    table: Table,
+    rows: Iterable[dict[str, Any]],
+    phase: str,
+    progress: Progress,
+) -> tuple[int, int]:
+    """Insert rows in batches, each committed, skipping those that exist; how many rows were
+    new and how many existed."""
+    created = existing = 0
+    for batch in _batches(rows, BULK_BATCH_SIZE):
+        async with engine.begin() as connection:
+            new = await _insert_ignoring_existing(connection, table, batch)
+        created += new
+        existing += len(batch) - new
+        progress(phase, len(batch))
+    return created, existing
+
+
 async def seed_bulk(
     settings: Settings,
     database_url: str,
@@ -232,12 +251,9 @@ async def seed_bulk(
             }
 
     async with one_off_engine(database_url) as engine:
-        for batch in _batches(user_rows(), BULK_BATCH_SIZE):
-            async with engine.begin() as connection:
-                created = await _insert_ignoring_existing(connection, user_table, batch)
-            report.users_created += created
-            report.users_existing += len(batch) - created
-            report_progress("users", len(batch))
+        report.users_created, report.users_existing = await _insert_in_batches(
+            engine, user_table, user_rows(), "users", report_progress
+        )
 
         group_ids: list[int] = []
         group_rows = ({"name": bulk_group_name(index)} for index in range(groups))
@@ -265,12 +281,9 @@ async def seed_bulk(
                     "role": (GroupRole.OWNER if index < groups else GroupRole.MEMBER).value,
                 }
 
-        for batch in _batches(membership_rows(), BULK_BATCH_SIZE):
-            async with engine.begin() as connection:
-                created = await _insert_ignoring_existing(connection, membership_table, batch)
-            report.memberships_created += created
-            report.memberships_existing += len(batch) - created
-            report_progress("memberships", len(batch))
+        report.memberships_created, report.memberships_existing = await _insert_in_batches(
+            engine, membership_table, membership_rows(), "memberships", report_progress
+        )
     return report
 
 
