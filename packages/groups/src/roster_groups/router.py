@@ -109,11 +109,7 @@ def create_groups_router(current_user: UserDependency) -> APIRouter:
         """Rename or redescribe a group (owner, admin)."""
         return await service.update_group(session, user, group_id, data)
 
-    @router.delete(
-        "/groups/{group_id}",
-        status_code=status.HTTP_204_NO_CONTENT,
-        responses=on_group,
-    )
+    @router.delete("/groups/{group_id}", status_code=status.HTTP_204_NO_CONTENT, responses=on_group)
     async def delete_group(group_id: GroupIdPath, session: SessionDep, user: CurrentUser) -> None:
         """Delete a group and its memberships (owner)."""
         await service.delete_group(session, user, group_id)
