@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 from roster_api.database import database_url_for
 from roster_api.migrations import context_options, run_migrations_on
 from roster_api.settings import load_settings
-from roster_db import create_engine
+from roster_db import one_off_engine
 
 config = context.config
 if config.config_file_name is not None and not config.attributes.get("connection"):
@@ -28,12 +28,8 @@ if config.config_file_name is not None and not config.attributes.get("connection
 
 
 async def run_async_migrations(database_url: str) -> None:
-    engine = create_engine(database_url, pool_size=1, max_overflow=0)
-    try:
-        async with engine.begin() as connection:
-            await connection.run_sync(run_migrations_on)
-    finally:
-        await engine.dispose()
+    async with one_off_engine(database_url) as engine, engine.begin() as connection:
+        await connection.run_sync(run_migrations_on)
 
 
 def run_offline() -> None:

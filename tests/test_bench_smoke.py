@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from roster_db.testing import PostgresServer
+from roster_db.testkit import PostgresServer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # bench/ is tooling at the repository's root, not an installed package: `python -m bench` finds it

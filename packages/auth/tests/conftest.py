@@ -15,6 +15,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 import roster_auth.models  # noqa: F401  (the tables `database_url` creates)
 from roster_auth import AuthConfig, OutboxMailer, RosterAuth, User
 from roster_auth.testing import DEFAULT_PASSWORD, config_for_tests, create_user
+from roster_db.testkit import asgi_client
 
 pytest_plugins = ["roster_db.testing"]
 
@@ -49,10 +50,6 @@ def build_app(auth: RosterAuth, sessionmaker: Sessionmaker) -> FastAPI:
 
 
 def serve(app: FastAPI) -> AbstractAsyncContextManager[AsyncClient]:
-    # Imported here, not at the top: pytest must import the plugin module itself first, or
-    # it cannot rewrite the plugin's assertions.
-    from roster_db.testing import asgi_client
-
     return asgi_client(app, base_url=BASE_URL)
 
 

@@ -9,16 +9,7 @@ from sqlalchemy import CheckConstraint, Column, ForeignKey, Integer, MetaData, S
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from roster_db import (
-    constraint_name_of,
-    create_engine,
-    is_check_violation,
-    is_database_unavailable,
-    is_foreign_key_violation,
-    is_retryable,
-    is_unique_violation,
-    sqlstate_of,
-)
+from roster_db import create_engine, errors
 from roster_db.base import NAMING_CONVENTION
 from roster_db.testing import CreateDatabase
 
@@ -47,25 +38,25 @@ async def _violation(connection: AsyncConnection, statement: str) -> IntegrityEr
 
 async def test_unique_violation_is_recognised(db_connection: AsyncConnection) -> None:
     error = await _violation(db_connection, "INSERT INTO err_child (id, code) VALUES (2, 'a')")
-    assert sqlstate_of(error) == "23505"
-    assert is_unique_violation(error)
-    assert not is_foreign_key_violation(error)
-    assert not is_database_unavailable(error)
-    assert constraint_name_of(error) == "uq_err_child_code"
+    assert errors.sqlstate_of(error) == "23505"
+    assert errors.is_unique_violation(error)
+    assert not errors.is_foreign_key_violation(error)
+    assert not errors.is_database_unavailable(error)
+    assert errors.constraint_name_of(error) == "uq_err_child_code"
 
 
 async def test_foreign_key_violation_is_recognised(db_connection: AsyncConnection) -> None:
     error = await _violation(db_connection, "INSERT INTO err_child (id, parent_id) VALUES (2, 99)")
-    assert is_foreign_key_violation(error)
-    assert not is_unique_violation(error)
-    assert constraint_name_of(error) == "fk_err_child_parent_id_err_parent"
+    assert errors.is_foreign_key_violation(error)
+    assert not errors.is_unique_violation(error)
+    assert errors.constraint_name_of(error) == "fk_err_child_parent_id_err_parent"
 
 
 async def test_check_violation_is_recognised(db_connection: AsyncConnection) -> None:
     error = await _violation(db_connection, "INSERT INTO err_child (id, size) VALUES (2, 0)")
-    assert is_check_violation(error)
-    assert not is_unique_violation(error)
-    assert constraint_name_of(error) == "ck_err_child_positive_size"
+    assert errors.is_check_violation(error)
+    assert not errors.is_unique_violation(error)
+    assert errors.constraint_name_of(error) == "ck_err_child_positive_size"
 
 
 async def test_a_plain_sql_error_is_neither_conflict_nor_unavailability(
@@ -75,9 +66,9 @@ async def test_a_plain_sql_error_is_neither_conflict_nor_unavailability(
     with pytest.raises(DBAPIError) as caught:
         await db_connection.execute(text("SELECT * FROM no_such_table"))
     await savepoint.rollback()
-    assert sqlstate_of(caught.value) == "42P01"
-    assert not is_database_unavailable(caught.value)
-    assert not is_unique_violation(caught.value)
+    assert errors.sqlstate_of(caught.value) == "42P01"
+    assert not errors.is_database_unavailable(caught.value)
+    assert not errors.is_unique_violation(caught.value)
 
 
 def _closed_port() -> int:
@@ -101,7 +92,7 @@ async def test_an_unreachable_server_is_unavailable(host: str) -> None:
                 await connection.execute(text("SELECT 1"))
     finally:
         await engine.dispose()
-    assert is_database_unavailable(caught.value)
+    assert errors.is_database_unavailable(caught.value)
 
 
 async def test_an_exhausted_pool_is_unavailable(database_url: str) -> None:
@@ -113,14 +104,14 @@ async def test_an_exhausted_pool_is_unavailable(database_url: str) -> None:
                     pass
     finally:
         await engine.dispose()
-    assert is_database_unavailable(caught.value)
+    assert errors.is_database_unavailable(caught.value)
 
 
 def test_timeouts_and_os_errors_are_unavailable() -> None:
-    assert is_database_unavailable(TimeoutError())
-    assert is_database_unavailable(ConnectionRefusedError())
-    assert is_database_unavailable(socket.gaierror())
-    assert not is_database_unavailable(ValueError("not a database problem"))
+    assert errors.is_database_unavailable(TimeoutError())
+    assert errors.is_database_unavailable(ConnectionRefusedError())
+    assert errors.is_database_unavailable(socket.gaierror())
+    assert not errors.is_database_unavailable(ValueError("not a database problem"))
 
 
 async def test_a_deadlock_is_retryable_not_unavailable(create_database: CreateDatabase) -> None:
@@ -151,12 +142,12 @@ async def test_a_deadlock_is_retryable_not_unavailable(create_database: CreateDa
         )
     finally:
         await engine.dispose()
-    errors = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
-    assert len(errors) == 1  # Postgres aborts one side and lets the other commit
-    assert sqlstate_of(errors[0]) == "40P01"
-    assert is_retryable(errors[0])
-    assert not is_database_unavailable(errors[0])
-    assert not is_retryable(ValueError())
+    failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+    assert len(failures) == 1  # Postgres aborts one side and lets the other commit
+    assert errors.sqlstate_of(failures[0]) == "40P01"
+    assert errors.is_retryable(failures[0])
+    assert not errors.is_database_unavailable(failures[0])
+    assert not errors.is_retryable(ValueError())
 
 
 async def test_engine_errors_do_not_quote_statement_parameters(database_url: str) -> None:

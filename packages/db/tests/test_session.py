@@ -6,11 +6,12 @@ from contextlib import asynccontextmanager
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
+from sqlalchemy.pool import QueuePool
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from roster_db import SessionDep, create_engine, session_scope
-from roster_db.testing import asgi_client
+from roster_db import SessionDep, create_engine, one_off_engine, session_scope
+from roster_db.testkit import asgi_client
 
 
 async def _create_notes(connection: AsyncConnection) -> None:
@@ -26,9 +27,33 @@ async def _insert(session: AsyncSession, body: str) -> None:
     await connection.execute(text("INSERT INTO note (body) VALUES (:body)"), {"body": body})
 
 
+def _pooled_connections(engine: AsyncEngine) -> int:
+    pool = engine.pool
+    assert isinstance(pool, QueuePool)
+    return pool.checkedin() + pool.checkedout()
+
+
 def test_engine_refuses_a_url_for_another_driver() -> None:
     with pytest.raises(ValueError, match="postgresql\\+asyncpg"):
         create_engine("postgresql://localhost/roster")
+
+
+async def test_a_one_off_engine_closes_its_connection_when_the_block_fails(
+    database_url: str,
+) -> None:
+    engines: list[AsyncEngine] = []
+
+    async def failing_command() -> None:
+        async with one_off_engine(database_url) as engine:
+            engines.append(engine)
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+            assert _pooled_connections(engine) == 1  # back in the pool, still open
+            raise RuntimeError("the command failed")
+
+    with pytest.raises(RuntimeError, match="the command failed"):
+        await failing_command()
+    assert _pooled_connections(engines[0]) == 0
 
 
 async def test_session_scope_commits_on_success_and_rolls_back_on_error(

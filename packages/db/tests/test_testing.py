@@ -4,7 +4,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from roster_db.testing import Provider, ProviderUnavailableError, choose_provider
+from roster_db.testing import ProviderUnavailableError, choose_provider
+from roster_db.testkit import Provider
 
 
 def _docker(answers: bool):  # type: ignore[no-untyped-def]

@@ -21,7 +21,8 @@ import roster_auth.models  # noqa: F401  (tables must exist before the plugin cr
 import roster_groups.models  # noqa: F401
 from roster_auth import RosterAuth, User
 from roster_auth.testing import bearer_headers, config_for_tests, create_user
-from roster_groups import RosterGroups
+from roster_db.testkit import asgi_client
+from roster_groups import GroupsError, create_groups_router, handle_groups_error
 from roster_groups.models import GroupRole, Membership, UserGroup
 
 pytest_plugins = ["roster_db.testing"]
@@ -37,15 +38,12 @@ def build_app(auth: RosterAuth, sessionmaker: async_sessionmaker[AsyncSession]) 
     app = FastAPI(lifespan=lifespan)
     for router in auth.routers():
         app.include_router(router)
-    app.include_router(RosterGroups(auth.current_active_user).router)
+    app.include_router(create_groups_router(auth.current_active_user))
+    app.add_exception_handler(GroupsError, handle_groups_error)
     return app
 
 
 def serve(app: FastAPI) -> AbstractAsyncContextManager[httpx.AsyncClient]:
-    # Imported here, not at the top: pytest must import the plugin module itself first, or
-    # it cannot rewrite the plugin's assertions.
-    from roster_db.testing import asgi_client
-
     return asgi_client(app, base_url="http://roster.test")
 
 

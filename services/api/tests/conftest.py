@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import pytest
 import pytest_asyncio
@@ -16,9 +16,7 @@ from httpx import AsyncClient
 import roster_api.models  # noqa: F401  (every member's tables, before the plugin creates them)
 from roster_api import migrations
 from roster_api.settings import Settings
-
-if TYPE_CHECKING:
-    from roster_db.testing import PostgresServer
+from roster_db.testkit import PostgresServer, asgi_client, create_throwaway_database, drop_database
 
 pytest_plugins = ["roster_db.testing"]
 
@@ -47,10 +45,6 @@ def migrations_dir() -> Path:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def migrated_database_url(postgres_server: PostgresServer) -> AsyncIterator[str]:
     """A database upgraded to head by the migrations (not by create_all), for the session."""
-    # Imported here: importing the plugin module before pytest loads it defeats its assertion
-    # rewriting.
-    from roster_db.testing import create_throwaway_database, drop_database
-
     url = await create_throwaway_database(postgres_server)
     await migrations.upgrade(url, MIGRATIONS_DIR)
     yield url
@@ -59,8 +53,4 @@ async def migrated_database_url(postgres_server: PostgresServer) -> AsyncIterato
 
 def serve(app: FastAPI) -> AbstractAsyncContextManager[AsyncClient]:
     """The app with its lifespan running, over real HTTP semantics through ASGI."""
-    # Imported here, not at the top: pytest must import the plugin module itself first, or
-    # it cannot rewrite the plugin's assertions.
-    from roster_db.testing import asgi_client
-
     return asgi_client(app, base_url=BASE_URL)

@@ -24,7 +24,7 @@ from roster_api.seed import membership_table as memberships
 from roster_api.seed import user_table as users
 from roster_auth import User
 from roster_auth.testing import DEFAULT_PASSWORD, create_user
-from roster_db import create_engine, create_sessionmaker
+from roster_db import create_sessionmaker, one_off_engine
 from roster_db.testing import CreateDatabase
 from roster_groups import GroupRole
 
@@ -69,12 +69,8 @@ async def migrated(create_database: CreateDatabase) -> str:
 
 
 async def users_by_email(url: str) -> dict[str, User]:
-    engine = create_engine(url, pool_size=1, max_overflow=0)
-    try:
-        async with create_sessionmaker(engine)() as session:
-            return {user.email: user for user in await session.scalars(select(User))}
-    finally:
-        await engine.dispose()
+    async with one_off_engine(url) as engine, create_sessionmaker(engine)() as session:
+        return {user.email: user for user in await session.scalars(select(User))}
 
 
 def leaf_commands(
@@ -165,12 +161,8 @@ async def test_create_superuser_promotes_an_existing_user_and_says_so(
     create_database: CreateDatabase,
 ) -> None:
     url = await migrated(create_database)
-    engine = create_engine(url, pool_size=1, max_overflow=0)
-    try:
-        async with create_sessionmaker(engine)() as session:
-            await create_user(session, email="Carol@example.com")
-    finally:
-        await engine.dispose()
+    async with one_off_engine(url) as engine, create_sessionmaker(engine)() as session:
+        await create_user(session, email="Carol@example.com")
     hash_before = (await users_by_email(url))["Carol@example.com"].hashed_password
 
     # Another letter case, and no password: none is asked for an existing account.
@@ -245,20 +237,16 @@ async def test_commands_refuse_an_unmigrated_database(create_database: CreateDat
 
 
 async def group_members(url: str) -> dict[str, dict[str, GroupRole]]:
-    engine = create_engine(url, pool_size=1, max_overflow=0)
-    try:
-        async with engine.connect() as connection:
-            rows = await connection.execute(
-                select(groups.c.name, users.c.email, memberships.c.role)
-                .join(memberships, memberships.c.group_id == groups.c.id)
-                .join(users, users.c.id == memberships.c.user_id)
-            )
-            members: dict[str, dict[str, GroupRole]] = {}
-            for name, email, role in rows.tuples():
-                members.setdefault(name, {})[email] = GroupRole(role)
-            return members
-    finally:
-        await engine.dispose()
+    async with one_off_engine(url) as engine, engine.connect() as connection:
+        rows = await connection.execute(
+            select(groups.c.name, users.c.email, memberships.c.role)
+            .join(memberships, memberships.c.group_id == groups.c.id)
+            .join(users, users.c.id == memberships.c.user_id)
+        )
+        members: dict[str, dict[str, GroupRole]] = {}
+        for name, email, role in rows.tuples():
+            members.setdefault(name, {})[email] = GroupRole(role)
+        return members
 
 
 async def test_seed_loads_the_examples_sample_once(create_database: CreateDatabase) -> None:
@@ -311,26 +299,20 @@ async def test_seed_generates_a_large_data_set_idempotently(
     result = await roster("seed", "--users", "120", "--groups", "7", database_url=url)
     assert result.exit_code == 0, result.output
 
-    engine = create_engine(url, pool_size=1, max_overflow=0)
-    try:
-        async with engine.connect() as connection:
+    async with one_off_engine(url) as engine, engine.connect() as connection:
 
-            async def count(query: Select[tuple[int]]) -> int:
-                return (await connection.scalar(query)) or 0
+        async def count(query: Select[tuple[int]]) -> int:
+            return (await connection.scalar(query)) or 0
 
-            is_owner = memberships.c.role == GroupRole.OWNER.value
-            counts = (
-                await count(select(func.count()).select_from(users)),
-                await count(select(func.count()).select_from(groups)),
-                await count(select(func.count()).select_from(memberships)),
-                await count(select(func.count()).select_from(memberships).where(is_owner)),
-                # Every group has an owner.
-                await count(
-                    select(func.count(func.distinct(memberships.c.group_id))).where(is_owner)
-                ),
-            )
-    finally:
-        await engine.dispose()
+        is_owner = memberships.c.role == GroupRole.OWNER.value
+        counts = (
+            await count(select(func.count()).select_from(users)),
+            await count(select(func.count()).select_from(groups)),
+            await count(select(func.count()).select_from(memberships)),
+            await count(select(func.count()).select_from(memberships).where(is_owner)),
+            # Every group has an owner.
+            await count(select(func.count(func.distinct(memberships.c.group_id))).where(is_owner)),
+        )
     assert counts == (120, 7, 120, 7, 7)
 
     again = await roster("seed", "--users", "120", "--groups", "7", database_url=url)

@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import httpx
 import pytest
@@ -24,11 +24,10 @@ import pytest_asyncio
 from sqlalchemy.engine import make_url
 
 from roster_api import migrations
+from roster_db.testing import CreateDatabase
+from roster_db.testkit import PostgresServer
 
 from .conftest import MIGRATIONS_DIR
-
-if TYPE_CHECKING:  # importing the plugin module at run time would defeat its assert rewriting
-    from roster_db.testing import CreateDatabase, PostgresServer
 
 STARTUP_TIMEOUT_SECONDS: Final = 30.0
 RECOVERY_TIMEOUT_SECONDS: Final = 15.0

@@ -14,20 +14,14 @@ from sqlalchemy.engine import Connection
 
 from roster_api import migrations
 from roster_api.models import metadata
-from roster_db import create_engine
+from roster_db import one_off_engine
 from roster_db.testing import CreateDatabase
 
 
 async def table_names(url: str) -> set[str]:
-    engine = create_engine(url, pool_size=1, max_overflow=0)
-    try:
-        async with engine.connect() as connection:
-            names: list[str] = await connection.run_sync(
-                lambda sync: inspect(sync).get_table_names()
-            )
-            return set(names)
-    finally:
-        await engine.dispose()
+    async with one_off_engine(url) as engine, engine.connect() as connection:
+        names: list[str] = await connection.run_sync(lambda sync: inspect(sync).get_table_names())
+        return set(names)
 
 
 def test_the_tree_has_exactly_one_head(migrations_dir: Path) -> None:
@@ -110,12 +104,8 @@ async def test_models_and_migrations_agree(
         )
         return list(compare_metadata(context, options["target_metadata"]))
 
-    engine = create_engine(url, pool_size=1, max_overflow=0)
-    try:
-        async with engine.connect() as connection:
-            found = await connection.run_sync(differences)
-    finally:
-        await engine.dispose()
+    async with one_off_engine(url) as engine, engine.connect() as connection:
+        found = await connection.run_sync(differences)
     assert found == []
 
 
@@ -126,8 +116,7 @@ async def test_upgrade_keeps_existing_data(
     url = await create_database()
     first = migrations.history(migrations_dir)[-1].revision
     await migrations.upgrade(url, migrations_dir, first)
-    engine = create_engine(url, pool_size=1, max_overflow=0)
-    try:
+    async with one_off_engine(url) as engine:
         async with engine.begin() as connection:
             await connection.execute(
                 text(
@@ -141,8 +130,6 @@ async def test_upgrade_keeps_existing_data(
 
         async with engine.connect() as connection:
             rows = (await connection.execute(text('SELECT email, is_verified FROM "user"'))).all()
-    finally:
-        await engine.dispose()
     assert [tuple(row) for row in rows] == [("kept@example.com", True)]
 
 
@@ -175,15 +162,11 @@ CATALOG_QUERIES = {
 
 
 async def catalog(url: str) -> dict[str, set[tuple[object, ...]]]:
-    engine = create_engine(url, pool_size=1, max_overflow=0)
-    try:
-        async with engine.connect() as connection:
-            return {
-                name: {tuple(row) for row in (await connection.execute(text(query))).all()}
-                for name, query in CATALOG_QUERIES.items()
-            }
-    finally:
-        await engine.dispose()
+    async with one_off_engine(url) as engine, engine.connect() as connection:
+        return {
+            name: {tuple(row) for row in (await connection.execute(text(query))).all()}
+            for name, query in CATALOG_QUERIES.items()
+        }
 
 
 async def test_migrated_schema_equals_the_models_schema(
@@ -205,20 +188,16 @@ async def test_an_upgrade_waits_for_the_migration_lock(
     """Replicas running `roster migrate upgrade` at once take turns: each run holds a Postgres
     advisory lock, so a later one finds the work done instead of creating the tables again."""
     url = await create_database()
-    engine = create_engine(url, pool_size=1, max_overflow=0)
-    try:
-        async with engine.connect() as holder:
-            await holder.execute(
-                text("SELECT pg_advisory_lock(:key)"), {"key": migrations.MIGRATION_LOCK_KEY}
-            )
-            upgrade = asyncio.ensure_future(migrations.upgrade(url, migrations_dir))
-            done, _ = await asyncio.wait({upgrade}, timeout=1.0)
-            assert not done, "the upgrade ran while another run held the lock"
-            assert await migrations.current_revision(url) is None
-            await holder.execute(
-                text("SELECT pg_advisory_unlock(:key)"), {"key": migrations.MIGRATION_LOCK_KEY}
-            )
-            await asyncio.wait_for(upgrade, timeout=30)
-    finally:
-        await engine.dispose()
+    async with one_off_engine(url) as engine, engine.connect() as holder:
+        await holder.execute(
+            text("SELECT pg_advisory_lock(:key)"), {"key": migrations.MIGRATION_LOCK_KEY}
+        )
+        upgrade = asyncio.ensure_future(migrations.upgrade(url, migrations_dir))
+        done, _ = await asyncio.wait({upgrade}, timeout=1.0)
+        assert not done, "the upgrade ran while another run held the lock"
+        assert await migrations.current_revision(url) is None
+        await holder.execute(
+            text("SELECT pg_advisory_unlock(:key)"), {"key": migrations.MIGRATION_LOCK_KEY}
+        )
+        await asyncio.wait_for(upgrade, timeout=30)
     assert await migrations.current_revision(url) == migrations.head_revision(migrations_dir)

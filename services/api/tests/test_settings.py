@@ -70,6 +70,47 @@ def test_production_refuses_a_short_secret() -> None:
 
 
 @pytest.mark.parametrize(
+    ("value", "accepted"),
+    [("é" * 16, True), ("é" * 15 + "x", False)],
+    ids=["16 characters, 32 bytes", "16 characters, 31 bytes"],
+)
+def test_a_secrets_length_is_counted_in_bytes(value: str, accepted: bool) -> None:
+    # The HS256 key is the secret's UTF-8 bytes.
+    if accepted:
+        assert production(verify_secret=value).verify_secret is not None
+    else:
+        assert "ROSTER_VERIFY_SECRET is shorter than 32 bytes" in refusal(verify_secret=value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "problem"),
+    [
+        ({"access_token_secret": "short"}, "ROSTER_ACCESS_TOKEN_SECRET is shorter than 32 bytes"),
+        ({"verify_secret": "   "}, "ROSTER_VERIFY_SECRET is empty"),
+        (
+            {"access_token_secret": "s" * 40, "reset_password_secret": "s" * 40},
+            "ROSTER_RESET_PASSWORD_SECRET has the same value as ROSTER_ACCESS_TOKEN_SECRET",
+        ),
+    ],
+)
+def test_development_refuses_a_weak_secret_it_is_given(
+    overrides: dict[str, object], problem: str
+) -> None:
+    with pytest.raises(ValidationError) as raised:
+        make_settings(**overrides)
+    assert problem in str(raised.value)
+    assert "production" not in str(raised.value)
+
+
+def test_development_takes_a_placeholder_it_is_given() -> None:
+    settings = make_settings(access_token_secret="changeme-changeme-changeme-changeme")
+    assert settings.uses_development_secrets() == [
+        "ROSTER_RESET_PASSWORD_SECRET",
+        "ROSTER_VERIFY_SECRET",
+    ]
+
+
+@pytest.mark.parametrize(
     "placeholder",
     [
         "changeme-changeme-changeme-changeme",

@@ -8,7 +8,6 @@ from roster_auth.mail import (
     Mailer,
     MailKind,
     MailMessage,
-    MemoryMailer,
     OutboxMailer,
     SmtpMailer,
 )
@@ -26,7 +25,6 @@ __all__ = [
     "MailKind",
     "MailMessage",
     "Mailer",
-    "MemoryMailer",
     "OutboxMailer",
     "PasswordPolicy",
     "RosterAuth",

@@ -38,7 +38,7 @@ class RosterAuth:
             return self.user_manager(session, background_tasks)
 
         self.get_user_manager = get_user_manager
-        self.jwt_backend, self.cookie_backend = build_backends(config)
+        self.jwt_backend, self.cookie_backend = build_backends(config, self.jwt_strategy)
         # The cookie backend is tried first: a logout at /auth/cookie/logout that also carries
         # a bearer token must still find, and revoke, the cookie's stored token.
         self.fastapi_users = FastAPIUsers[User, uuid.UUID](
@@ -83,4 +83,4 @@ class RosterAuth:
         return [auth_router, users_router]
 
 
-__all__ = ["RosterAuth", "UserDependency"]
+__all__ = ["RosterAuth"]

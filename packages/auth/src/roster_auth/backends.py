@@ -86,10 +86,10 @@ def database_strategy(config: AuthConfig, session: AsyncSession) -> PurgingDatab
 
 
 def build_backends(
-    config: AuthConfig,
+    config: AuthConfig, strategy: RequiredClaimsJWTStrategy
 ) -> tuple[AuthenticationBackend[User, uuid.UUID], AuthenticationBackend[User, uuid.UUID]]:
-    """The JWT (bearer) and database-token (cookie) backends, in the order they are tried."""
-    strategy = jwt_strategy(config)
+    """The JWT (bearer) backend on `strategy`, which also mints the application's own tokens,
+    and the database-token (cookie) backend."""
 
     # `async`, like every dependency here: FastAPI runs a plain `def` in a worker thread, a
     # hand-off that costs more than the call on every authenticated request.

@@ -9,9 +9,7 @@ The adapter commits by itself. Two things have to happen inside those commits:
   transaction, so there is no moment where the password changed but old sessions still work.
 """
 
-import contextlib
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 from fastapi_users.exceptions import UserAlreadyExists
@@ -31,8 +29,6 @@ def _is_email_taken(error: IntegrityError) -> bool:
 
 
 class RosterUserDatabase(SQLAlchemyUserDatabase[User, uuid.UUID]):
-    _keep_tokens_on_rehash: bool = False
-
     async def create(self, create_dict: dict[str, Any]) -> User:
         try:
             return await super().create(create_dict)
@@ -57,17 +53,10 @@ class RosterUserDatabase(SQLAlchemyUserDatabase[User, uuid.UUID]):
                 raise UserAlreadyExists() from error
             raise
 
-    def _revokes_tokens(self, update_dict: dict[str, Any]) -> bool:
-        if "hashed_password" in update_dict and not self._keep_tokens_on_rehash:
-            return True
-        return update_dict.get("is_active") is False
+    async def store_rehashed_password(self, user: User, hashed_password: str) -> User:
+        """Store a stronger hash of the user's current password (made at login when the stored
+        one is outdated). The password is the same, so the user's tokens stay valid."""
+        return await super().update(user, {"hashed_password": hashed_password})
 
-    @contextlib.contextmanager
-    def rehashing(self) -> Iterator[None]:
-        """Within this block a new hash of the same password (FastAPI Users upgrades hashes
-        at login) keeps the user's tokens."""
-        self._keep_tokens_on_rehash = True
-        try:
-            yield
-        finally:
-            self._keep_tokens_on_rehash = False
+    def _revokes_tokens(self, update_dict: dict[str, Any]) -> bool:
+        return "hashed_password" in update_dict or update_dict.get("is_active") is False

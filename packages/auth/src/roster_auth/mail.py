@@ -90,9 +90,6 @@ class OutboxMailer:
         self.messages.clear()
 
 
-MemoryMailer = OutboxMailer
-
-
 def token_of(message: MailMessage) -> str:
     """The token carried in the message's link (`?token=...`)."""
     tokens = parse_qs(urlsplit(message.link).query).get("token")
@@ -104,6 +101,7 @@ def token_of(message: MailMessage) -> str:
 SmtpSecurity = Literal["starttls", "tls", "none"]
 
 
+@dataclass(frozen=True, kw_only=True)
 class SmtpMailer:
     """Sends through an SMTP server.
 
@@ -112,30 +110,20 @@ class SmtpMailer:
     relay on a trusted network, such as a local MTA). Credentials are optional.
     """
 
-    def __init__(
-        self,
-        *,
-        host: str,
-        port: int,
-        sender: str,
-        username: str | None = None,
-        password: str | None = None,
-        security: SmtpSecurity = "starttls",
-        timeout_seconds: float = 10.0,
-        tls_context: ssl.SSLContext | None = None,
-    ) -> None:
-        if (username is None) != (password is None):
+    host: str
+    port: int
+    sender: str
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    security: SmtpSecurity = "starttls"
+    timeout_seconds: float = 10.0
+    tls_context: ssl.SSLContext | None = None
+
+    def __post_init__(self) -> None:
+        if (self.username is None) != (self.password is None):
             raise ValueError("give both the SMTP username and password, or neither")
-        if security == "none" and username is not None:
+        if self.security == "none" and self.username is not None:
             raise ValueError("refusing to send SMTP credentials without TLS")
-        self.host = host
-        self.port = port
-        self.sender = sender
-        self.username = username
-        self.password = password
-        self.security: SmtpSecurity = security
-        self.timeout_seconds = timeout_seconds
-        self.tls_context = tls_context
 
     def build(self, message: MailMessage) -> EmailMessage:
         mail = EmailMessage()
@@ -189,7 +177,6 @@ __all__ = [
     "MailKind",
     "MailMessage",
     "Mailer",
-    "MemoryMailer",
     "OutboxMailer",
     "SmtpMailer",
     "SmtpSecurity",

@@ -4,8 +4,8 @@ Hashing and verifying a password (Argon2id: 100 ms and more) happen in a worker 
 on the event loop, where they would stall every other request of the worker; argon2-cffi
 releases the GIL, so the loop keeps serving meanwhile. FastAPI Users hashes inline, so the
 methods that hash on a request's path are its own, reproduced with the hashing awaited
-(`authenticate`, `create`, `_update`, `forgot_password`, `reset_password`): compare them with
-the library's when upgrading it.
+(`authenticate`, `create`, `_update`, `forgot_password`, `reset_password`);
+tests/test_library_copies.py fails when one of the library's originals changes.
 """
 
 import functools
@@ -171,8 +171,7 @@ class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):
             return None
         if stronger_hash is not None:
             # A stronger hash of the same password must not end the user's other sessions.
-            with self.user_db.rehashing():
-                await self.user_db.update(user, {"hashed_password": stronger_hash})
+            await self.user_db.store_rehashed_password(user, stronger_hash)
         return user
 
     async def create(

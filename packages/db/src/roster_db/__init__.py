@@ -13,7 +13,7 @@ from roster_db.errors import (
     sqlstate_of,
 )
 from roster_db.pagination import MAX_LIMIT, Page, PageParams, PageParamsDep, page_params
-from roster_db.session import create_engine, create_sessionmaker, session_scope
+from roster_db.session import create_engine, create_sessionmaker, one_off_engine, session_scope
 
 __all__ = [
     "MAX_LIMIT",
@@ -36,6 +36,7 @@ __all__ = [
     "is_unique_violation",
     "mapper_registry",
     "metadata",
+    "one_off_engine",
     "page_params",
     "session_scope",
     "sqlstate_of",

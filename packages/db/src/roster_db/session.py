@@ -57,6 +57,17 @@ def create_sessionmaker(
 
 
 @asynccontextmanager
+async def one_off_engine(url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine with one connection, for the few statements of a command or a script, disposed
+    of when the block ends (an engine left behind keeps its connection open)."""
+    engine = create_engine(url, pool_size=1, max_overflow=0)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@asynccontextmanager
 async def session_scope(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[AsyncSession]:

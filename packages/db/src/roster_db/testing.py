@@ -27,48 +27,36 @@ Fixtures, from the widest to the narrowest:
 - `create_database`: a factory for further empty databases (migrations, end-to-end runs),
   dropped after the test.
 
-And `asgi_client(app)`, an HTTP client for an application with its lifespan running.
+Helpers that conftests import (`asgi_client`, `create_throwaway_database`, ...) are in
+`roster_db.testkit`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import enum
 import os
 import tempfile
-import uuid
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-import asyncpg
-import httpx
 import pytest
 import pytest_asyncio
-from asgi_lifespan import LifespanManager
-from fastapi import FastAPI
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from roster_db.base import metadata
 from roster_db.embedded import asyncpg_url, start_embedded_postgres
-from roster_db.session import create_engine, create_sessionmaker
+from roster_db.session import create_engine, create_sessionmaker, one_off_engine
+from roster_db.testkit import PostgresServer, Provider, create_throwaway_database, drop_database
 
 DATABASE_URL_VARIABLE: Final = "ROSTER_TEST_DATABASE_URL"
 PROVIDER_VARIABLE: Final = "ROSTER_TEST_DB"
 IMAGE_VARIABLE: Final = "ROSTER_TEST_POSTGRES_IMAGE"
 DEFAULT_IMAGE: Final = "postgres:18-alpine"
-
-
-class Provider(enum.StrEnum):
-    URL = "url"
-    DOCKER = "docker"
-    EMBEDDED = "embedded"
 
 
 @dataclass(frozen=True)
@@ -129,17 +117,6 @@ def docker_engine_answers() -> bool:
         return False
 
 
-@dataclass(frozen=True)
-class PostgresServer:
-    """A running server: `url` reaches its maintenance database with the asyncpg driver."""
-
-    provider: Provider
-    url: str
-
-    def url_for(self, database: str) -> str:
-        return make_url(self.url).set(database=database).render_as_string(hide_password=False)
-
-
 def _start_container(image: str) -> tuple[str, Callable[[], None]]:
     try:
         from testcontainers.community.postgres import PostgresContainer
@@ -186,32 +163,6 @@ def _running_server(choice: ProviderChoice) -> Iterator[PostgresServer]:
             embedded.stop()
 
 
-async def _connect_maintenance(server: PostgresServer) -> asyncpg.Connection:
-    # asyncpg speaks libpq's URL syntax, Unix socket `?host=` included.
-    plain = make_url(server.url).set(drivername="postgresql")
-    return await asyncpg.connect(plain.render_as_string(hide_password=False))
-
-
-async def create_throwaway_database(server: PostgresServer) -> str:
-    """Create an empty database with a unique name; return its URL."""
-    name = f"roster_test_{uuid.uuid4().hex[:12]}"
-    connection = await _connect_maintenance(server)
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-    return server.url_for(name)
-
-
-async def drop_database(server: PostgresServer, url: str) -> None:
-    name = make_url(url).database
-    connection = await _connect_maintenance(server)
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await connection.close()
-
-
 _CHOICE_KEY: Final = pytest.StashKey[ProviderChoice | ProviderUnavailableError]()
 
 
@@ -246,12 +197,8 @@ def postgres_server(pytestconfig: pytest.Config) -> Iterator[PostgresServer]:
 async def database_url(postgres_server: PostgresServer) -> AsyncIterator[str]:
     """A throwaway database with the tables of every model imported so far."""
     url = await create_throwaway_database(postgres_server)
-    engine = create_engine(url, pool_size=1, max_overflow=0)
-    try:
-        async with engine.begin() as connection:
-            await connection.run_sync(metadata.create_all)
-    finally:
-        await engine.dispose()
+    async with one_off_engine(url) as engine, engine.begin() as connection:
+        await connection.run_sync(metadata.create_all)
     yield url
     await drop_database(postgres_server, url)
 
@@ -327,30 +274,10 @@ async def create_database(postgres_server: PostgresServer) -> AsyncIterator[Crea
         await drop_database(postgres_server, url)
 
 
-@asynccontextmanager
-async def asgi_client(
-    app: FastAPI, *, base_url: str = "https://roster.test"
-) -> AsyncIterator[httpx.AsyncClient]:
-    """The app with its lifespan running (so its lifespan state reaches the requests), spoken
-    to over HTTP through ASGI, no socket. HTTPS by default, so Secure cookies come back."""
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url=base_url
-        ) as client,
-    ):
-        yield client
-
-
 __all__ = [
     "CreateDatabase",
-    "PostgresServer",
-    "Provider",
     "ProviderChoice",
     "ProviderUnavailableError",
-    "asgi_client",
     "choose_provider",
-    "create_throwaway_database",
     "docker_engine_answers",
-    "drop_database",
 ]

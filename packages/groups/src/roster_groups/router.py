@@ -1,24 +1,16 @@
-"""HTTP only: parse the request, call the service, turn domain errors into status codes."""
+"""HTTP only: parse the request and call the service. The service's domain errors reach the
+application's `handle_groups_error` (see `roster_groups.errors`); each route lists in its
+OpenAPI `responses` the ones it can answer."""
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Final
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
 from roster_auth import User, UserDependency, UserRead
 from roster_db import Page, PageParams, PageParamsDep, SessionDep
-from roster_groups import service
-from roster_groups.dependencies import GroupIdPath, domain_errors_as_http, error_responses
-from roster_groups.errors import (
-    GroupNameAlreadyExistsError,
-    GroupNotFoundError,
-    InsufficientGroupRoleError,
-    LastOwnerError,
-    MemberNotFoundError,
-    MembershipAlreadyExistsError,
-    SuperuserRequiredError,
-    UserNotFoundError,
-)
+from roster_groups import errors, service
+from roster_groups.errors import error_responses
 from roster_groups.models import GroupRole
 from roster_groups.schemas import (
     GroupCreate,
@@ -28,6 +20,13 @@ from roster_groups.schemas import (
     MembershipCreate,
     MembershipUpdate,
 )
+
+# Group ids are Postgres INTEGERs: a larger number is a client error, not a database error.
+MAX_GROUP_ID: Final = 2**31 - 1
+
+GroupIdPath = Annotated[
+    int, Path(ge=1, le=MAX_GROUP_ID, description="The group's id, a positive integer.")
+]
 
 
 def link_header(request: Request, page: PageParams, total: int) -> str | None:
@@ -47,17 +46,19 @@ def link_header(request: Request, page: PageParams, total: int) -> str | None:
 
 
 def create_groups_router(current_user: UserDependency) -> APIRouter:
-    """Every groups route, authenticated by `current_user` (e.g. `auth.current_active_user`)."""
+    """Every groups route, authenticated by `current_user` (e.g. `auth.current_active_user`).
+    The application registers `handle_groups_error` for `GroupsError` alongside."""
     CurrentUser = Annotated[User, Depends(current_user)]  # noqa: N806 - a type alias
     router = APIRouter(tags=["groups"])
-    # What a route on one group may answer besides its own conflicts.
-    in_group = (GroupNotFoundError, InsufficientGroupRoleError)
+    # What a route on one group may answer, besides its own refusals.
+    group_errors = (errors.GroupNotFoundError, errors.InsufficientGroupRoleError)
+    on_group = error_responses(*group_errors)
 
     @router.post(
         "/groups",
         status_code=status.HTTP_201_CREATED,
         response_model=GroupPublic,
-        responses=error_responses(GroupNameAlreadyExistsError),
+        responses=error_responses(errors.GroupNameAlreadyExistsError),
     )
     async def create_group(
         data: GroupCreate,
@@ -67,8 +68,7 @@ def create_groups_router(current_user: UserDependency) -> APIRouter:
         response: Response,
     ) -> GroupPublic:
         """Create a group; the caller becomes its owner."""
-        with domain_errors_as_http():
-            group = await service.create_group(session, user, data)
+        group = await service.create_group(session, user, data)
         # Relative to the request's own path, so it holds under any prefix the app mounts us at.
         response.headers["Location"] = f"{request.url.path.rstrip('/')}/{group.id}"
         return group
@@ -76,7 +76,7 @@ def create_groups_router(current_user: UserDependency) -> APIRouter:
     @router.get(
         "/groups",
         response_model=Page[GroupPublic],
-        responses=error_responses(SuperuserRequiredError),
+        responses=error_responses(errors.SuperuserRequiredError),
     )
     async def list_groups(
         session: SessionDep,
@@ -87,48 +87,34 @@ def create_groups_router(current_user: UserDependency) -> APIRouter:
         ] = False,
     ) -> Page[GroupPublic]:
         """The caller's groups with the caller's role, by name; `?all=true` for superusers."""
-        with domain_errors_as_http():
-            if all_groups:
-                return await service.list_all_groups(session, user, page)
-            return await service.list_groups_of(session, user, page)
+        if all_groups:
+            return await service.list_all_groups(session, user, page)
+        return await service.list_groups_of(session, user, page)
 
-    @router.get(
-        "/groups/{group_id}", response_model=GroupPublic, responses=error_responses(*in_group)
-    )
+    @router.get("/groups/{group_id}", response_model=GroupPublic, responses=on_group)
     async def get_group(
         group_id: GroupIdPath, session: SessionDep, user: CurrentUser
     ) -> GroupPublic:
         """A group the caller belongs to."""
-        with domain_errors_as_http():
-            return await service.get_group(session, user, group_id)
+        return await service.get_group(session, user, group_id)
 
     @router.patch(
         "/groups/{group_id}",
         response_model=GroupPublic,
-        responses=error_responses(*in_group, GroupNameAlreadyExistsError),
+        responses=error_responses(*group_errors, errors.GroupNameAlreadyExistsError),
     )
     async def update_group(
         group_id: GroupIdPath, data: GroupUpdate, session: SessionDep, user: CurrentUser
     ) -> GroupPublic:
         """Rename or redescribe a group (owner, admin)."""
-        with domain_errors_as_http():
-            return await service.update_group(session, user, group_id, data)
+        return await service.update_group(session, user, group_id, data)
 
-    @router.delete(
-        "/groups/{group_id}",
-        status_code=status.HTTP_204_NO_CONTENT,
-        responses=error_responses(*in_group),
-    )
+    @router.delete("/groups/{group_id}", status_code=status.HTTP_204_NO_CONTENT, responses=on_group)
     async def delete_group(group_id: GroupIdPath, session: SessionDep, user: CurrentUser) -> None:
         """Delete a group and its memberships (owner)."""
-        with domain_errors_as_http():
-            await service.delete_group(session, user, group_id)
+        await service.delete_group(session, user, group_id)
 
-    @router.get(
-        "/groups/{group_id}/members",
-        response_model=Page[MemberPublic],
-        responses=error_responses(*in_group),
-    )
+    @router.get("/groups/{group_id}/members", response_model=Page[MemberPublic], responses=on_group)
     async def list_members(
         group_id: GroupIdPath,
         session: SessionDep,
@@ -137,26 +123,26 @@ def create_groups_router(current_user: UserDependency) -> APIRouter:
         role: Annotated[GroupRole | None, Query(description="Only members with this role.")] = None,
     ) -> Page[MemberPublic]:
         """A group's members, longest-standing first."""
-        with domain_errors_as_http():
-            return await service.list_members(session, user, group_id, page, role)
+        return await service.list_members(session, user, group_id, page, role)
 
     @router.post(
         "/groups/{group_id}/members",
         status_code=status.HTTP_201_CREATED,
         response_model=MemberPublic,
-        responses=error_responses(*in_group, UserNotFoundError, MembershipAlreadyExistsError),
+        responses=error_responses(
+            *group_errors, errors.UserNotFoundError, errors.MembershipAlreadyExistsError
+        ),
     )
     async def add_member(
         group_id: GroupIdPath, data: MembershipCreate, session: SessionDep, user: CurrentUser
     ) -> MemberPublic:
         """Add a user to a group (owner, admin; only an owner grants owner)."""
-        with domain_errors_as_http():
-            return await service.add_member(session, user, group_id, data)
+        return await service.add_member(session, user, group_id, data)
 
     @router.patch(
         "/groups/{group_id}/members/{user_id}",
         response_model=MemberPublic,
-        responses=error_responses(*in_group, MemberNotFoundError, LastOwnerError),
+        responses=error_responses(*group_errors, errors.MemberNotFoundError, errors.LastOwnerError),
     )
     async def change_role(
         group_id: GroupIdPath,
@@ -166,20 +152,18 @@ def create_groups_router(current_user: UserDependency) -> APIRouter:
         user: CurrentUser,
     ) -> MemberPublic:
         """Change a member's role (owner); the last owner cannot be demoted."""
-        with domain_errors_as_http():
-            return await service.change_role(session, user, group_id, user_id, data.role)
+        return await service.change_role(session, user, group_id, user_id, data.role)
 
     @router.delete(
         "/groups/{group_id}/members/{user_id}",
         status_code=status.HTTP_204_NO_CONTENT,
-        responses=error_responses(*in_group, MemberNotFoundError, LastOwnerError),
+        responses=error_responses(*group_errors, errors.MemberNotFoundError, errors.LastOwnerError),
     )
     async def remove_member(
         group_id: GroupIdPath, user_id: uuid.UUID, session: SessionDep, user: CurrentUser
     ) -> None:
         """Remove a member (owner; an admin removes plain members; anyone may leave)."""
-        with domain_errors_as_http():
-            await service.remove_member(session, user, group_id, user_id)
+        await service.remove_member(session, user, group_id, user_id)
 
     @router.get("/users/me/groups", response_model=Page[GroupPublic], responses=error_responses())
     async def my_groups(
@@ -188,11 +172,7 @@ def create_groups_router(current_user: UserDependency) -> APIRouter:
         """The caller's groups with the caller's role in each."""
         return await service.list_groups_of(session, user, page)
 
-    @router.get(
-        "/user-groups/{group_id}/users",
-        response_model=list[UserRead],
-        responses=error_responses(*in_group),
-    )
+    @router.get("/user-groups/{group_id}/users", response_model=list[UserRead], responses=on_group)
     async def group_users(
         group_id: GroupIdPath,
         session: SessionDep,
@@ -203,8 +183,7 @@ def create_groups_router(current_user: UserDependency) -> APIRouter:
     ) -> list[UserRead]:
         """A group's users as a bare array (kept for the original example's clients); the
         `Link` header points to the next page and `X-Total-Count` gives the total."""
-        with domain_errors_as_http():
-            users, total = await service.list_users(session, user, group_id, page)
+        users, total = await service.list_users(session, user, group_id, page)
         response.headers["X-Total-Count"] = str(total)
         link = link_header(request, page, total)
         if link is not None:
@@ -214,4 +193,4 @@ def create_groups_router(current_user: UserDependency) -> APIRouter:
     return router
 
 
-__all__ = ["create_groups_router", "link_header"]
+__all__ = ["MAX_GROUP_ID", "GroupIdPath", "create_groups_router", "link_header"]

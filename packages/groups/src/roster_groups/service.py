@@ -69,7 +69,7 @@ def role_at_least(role: GroupRole | None, minimum: GroupRole) -> bool:
 
 @dataclass(frozen=True)
 class GroupAccess:
-    """A group as seen by one user: what `require_group_role` hands a route."""
+    """A group as seen by one user: what `authorize` finds."""
 
     group: UserGroup
     user: User
@@ -86,14 +86,8 @@ class GroupAccess:
 
 
 def _group_public(group: UserGroup, role: GroupRole | None) -> GroupPublic:
-    assert group.id is not None
-    return GroupPublic(
-        id=group.id,
-        name=group.name,
-        description=group.description,
-        created_at=group.created_at,
-        role=role,
-    )
+    # The row's columns (relationships are not fields of the dump) and the caller's role.
+    return GroupPublic(**group.model_dump(), role=role)
 
 
 def _member_public(membership: Membership) -> MemberPublic:

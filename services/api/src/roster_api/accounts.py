@@ -13,7 +13,7 @@ from pydantic import SecretStr, ValidationError
 from roster_api.app import build_auth_config
 from roster_api.settings import Settings
 from roster_auth import RosterAuth, UserCreate
-from roster_db import create_engine, create_sessionmaker, session_scope
+from roster_db import create_sessionmaker, one_off_engine, session_scope
 
 
 @dataclass(frozen=True)
@@ -38,35 +38,34 @@ async def create_or_promote_superuser(
     """Create a verified superuser; an existing account (any letter case) becomes a superuser
     and keeps its password. `password` is asked for only when an account is created."""
     auth = RosterAuth(build_auth_config(settings))
-    engine = create_engine(database_url, pool_size=1, max_overflow=0)
-    try:
-        async with session_scope(create_sessionmaker(engine)) as session:
-            manager = auth.user_manager(session)
-            existing = await manager.user_db.get_by_email(email)
-            if existing is not None:
-                if existing.is_superuser:
-                    return SuperuserOutcome(SuperuserOutcome.Kind.ALREADY_SUPERUSER, existing.email)
-                await manager.user_db.update(existing, {"is_superuser": True})
-                return SuperuserOutcome(SuperuserOutcome.Kind.PROMOTED, existing.email)
-            try:
-                user_create = UserCreate(
-                    email=email,
-                    password=password().get_secret_value(),
-                    is_superuser=True,
-                    is_verified=True,
-                )
-            except ValidationError as error:
-                reasons = "; ".join(str(problem["msg"]) for problem in error.errors())
-                return SuperuserOutcome(SuperuserOutcome.Kind.REFUSED, email, reasons)
-            try:
-                user = await manager.create(user_create, safe=False)
-            except InvalidPasswordException as error:
-                return SuperuserOutcome(
-                    SuperuserOutcome.Kind.REFUSED, email, f"password refused: {error.reason}"
-                )
-            return SuperuserOutcome(SuperuserOutcome.Kind.CREATED, user.email)
-    finally:
-        await engine.dispose()
+    async with (
+        one_off_engine(database_url) as engine,
+        session_scope(create_sessionmaker(engine)) as session,
+    ):
+        manager = auth.user_manager(session)
+        existing = await manager.user_db.get_by_email(email)
+        if existing is not None:
+            if existing.is_superuser:
+                return SuperuserOutcome(SuperuserOutcome.Kind.ALREADY_SUPERUSER, existing.email)
+            await manager.user_db.update(existing, {"is_superuser": True})
+            return SuperuserOutcome(SuperuserOutcome.Kind.PROMOTED, existing.email)
+        try:
+            user_create = UserCreate(
+                email=email,
+                password=password().get_secret_value(),
+                is_superuser=True,
+                is_verified=True,
+            )
+        except ValidationError as error:
+            reasons = "; ".join(str(problem["msg"]) for problem in error.errors())
+            return SuperuserOutcome(SuperuserOutcome.Kind.REFUSED, email, reasons)
+        try:
+            user = await manager.create(user_create, safe=False)
+        except InvalidPasswordException as error:
+            return SuperuserOutcome(
+                SuperuserOutcome.Kind.REFUSED, email, f"password refused: {error.reason}"
+            )
+        return SuperuserOutcome(SuperuserOutcome.Kind.CREATED, user.email)
 
 
 __all__ = ["SuperuserOutcome", "create_or_promote_superuser"]

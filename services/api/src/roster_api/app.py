@@ -29,7 +29,7 @@ from roster_api.settings import Settings, load_settings, variable_name
 from roster_auth import AuthConfig, LoggingMailer, Mailer, RosterAuth, SmtpMailer
 from roster_db import create_engine, create_sessionmaker
 from roster_db.dependencies import SESSIONMAKER_STATE
-from roster_groups import create_groups_router
+from roster_groups import GroupsError, create_groups_router, handle_groups_error
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +142,7 @@ def create_app(
     for router in auth.routers():
         app.include_router(router)
     app.include_router(create_groups_router(auth.current_active_user))
+    app.add_exception_handler(GroupsError, handle_groups_error)
     app.include_router(create_health_router(expected_revision))
     app.state.auth = auth
 

@@ -188,17 +188,25 @@ def serve(
         console.print("Stopped the API and the embedded Postgres.")
 
 
+MigrationStep = Callable[[str, Path, str], Coroutine[Any, Any, None]]
+
+
+def migrate_to(step: MigrationStep, revision: str) -> None:
+    """Run `migrations.upgrade` or `migrations.downgrade` to `revision`; say where it ended."""
+    settings = settings_or_exit()
+    migrations_dir = migrations_dir_or_exit(settings)
+    with database(settings, migrate_embedded=False) as url:
+        run(step(url, migrations_dir, revision))
+        current = run(migrations.current_revision(url))
+    console.print(f"Database at revision {current or '(none: base)'}.", highlight=False)
+
+
 @migrate_cli.command("upgrade")
 def migrate_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
 ) -> None:
     """Upgrade the database to a revision (default: the latest)."""
-    settings = settings_or_exit()
-    migrations_dir = migrations_dir_or_exit(settings)
-    with database(settings, migrate_embedded=False) as url:
-        run(migrations.upgrade(url, migrations_dir, revision))
-        current = run(migrations.current_revision(url))
-    console.print(f"Database at revision {current}.", highlight=False)
+    migrate_to(migrations.upgrade, revision)
 
 
 @migrate_cli.command("downgrade")
@@ -208,12 +216,7 @@ def migrate_downgrade(
     ],
 ) -> None:
     """Downgrade the database to a revision (this may drop tables and their data)."""
-    settings = settings_or_exit()
-    migrations_dir = migrations_dir_or_exit(settings)
-    with database(settings, migrate_embedded=False) as url:
-        run(migrations.downgrade(url, migrations_dir, revision))
-        current = run(migrations.current_revision(url))
-    console.print(f"Database at revision {current or '(none: base)'}.", highlight=False)
+    migrate_to(migrations.downgrade, revision)
 
 
 @migrate_cli.command("current")

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from roster_api.settings import Settings, variable_name
-from roster_db import create_engine
+from roster_db import one_off_engine
 from roster_db.embedded import start_embedded_postgres
 
 logger = logging.getLogger(__name__)
@@ -25,17 +25,13 @@ EMBEDDED_DATABASE_NAME: Final = "roster"
 
 async def ensure_database(server_url: str, name: str) -> str:
     """Create database `name` on the server unless it exists; return its URL."""
-    engine = create_engine(server_url, pool_size=1, max_overflow=0)
-    try:
-        async with engine.connect() as connection:
-            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            exists = await autocommit.scalar(
-                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
-            )
-            if not exists:
-                await autocommit.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        await engine.dispose()
+    async with one_off_engine(server_url) as engine, engine.connect() as connection:
+        autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        exists = await autocommit.scalar(
+            text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+        )
+        if not exists:
+            await autocommit.execute(text(f'CREATE DATABASE "{name}"'))
     return make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
 

@@ -25,7 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from roster_api.models import metadata
-from roster_db import create_engine
+from roster_db import one_off_engine
 
 # Serialises concurrent `roster migrate` runs (several replicas starting at once) on one
 # database; any fixed 64-bit number works, this one spells "roster" in ASCII.
@@ -146,12 +146,8 @@ def history(migrations_dir: Path) -> list[RevisionInfo]:
 
 
 async def _run(database_url: str, action: Callable[[Connection], Any]) -> Any:
-    engine = create_engine(database_url, pool_size=1, max_overflow=0)
-    try:
-        async with engine.begin() as connection:
-            return await connection.run_sync(action)
-    finally:
-        await engine.dispose()
+    async with one_off_engine(database_url) as engine, engine.begin() as connection:
+        return await connection.run_sync(action)
 
 
 async def upgrade(database_url: str, migrations_dir: Path, revision: str = "head") -> None:

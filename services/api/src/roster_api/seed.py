@@ -15,13 +15,13 @@ from fastapi_users.exceptions import InvalidPasswordException
 from sqlalchemy import Table, func, insert, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from roster_api.app import build_auth_config
 from roster_api.settings import Settings
 from roster_auth import RosterAuth, User, UserCreate
-from roster_db import create_engine, create_sessionmaker, session_scope
+from roster_db import create_sessionmaker, one_off_engine, session_scope
 from roster_groups import GroupRole, Membership, UserGroup
 
 # The sample's one password, for development only (production must pass its own).
@@ -94,28 +94,27 @@ async def seed_sample(settings: Settings, database_url: str, password: str) -> S
     and hashing); an existing account keeps its password."""
     auth = RosterAuth(build_auth_config(settings))
     report = SeedReport()
-    engine = create_engine(database_url, pool_size=1, max_overflow=0)
-    try:
-        async with session_scope(create_sessionmaker(engine)) as session:
-            users = {
-                sample.email: await _ensure_user(auth, session, sample, password, report)
-                for sample in SAMPLE_USERS
-            }
-            # Groups and memberships in Core, on the session's connection (same transaction).
-            connection = await session.connection()
-            for sample_group in SAMPLE_GROUPS:
-                group_id = await _ensure_group(connection, sample_group, report)
-                for position, email in enumerate(sample_group.members):
-                    role = GroupRole.OWNER if position == 0 else GroupRole.MEMBER
-                    created = await _insert_ignoring_existing(
-                        connection,
-                        membership_table,
-                        [{"group_id": group_id, "user_id": users[email].id, "role": role.value}],
-                    )
-                    report.memberships_created += created
-                    report.memberships_existing += 1 - created
-    finally:
-        await engine.dispose()
+    async with (
+        one_off_engine(database_url) as engine,
+        session_scope(create_sessionmaker(engine)) as session,
+    ):
+        users = {
+            sample.email: await _ensure_user(auth, session, sample, password, report)
+            for sample in SAMPLE_USERS
+        }
+        # Groups and memberships in Core, on the session's connection (same transaction).
+        connection = await session.connection()
+        for sample_group in SAMPLE_GROUPS:
+            group_id = await _ensure_group(connection, sample_group, report)
+            for position, email in enumerate(sample_group.members):
+                role = GroupRole.OWNER if position == 0 else GroupRole.MEMBER
+                created = await _insert_ignoring_existing(
+                    connection,
+                    membership_table,
+                    [{"group_id": group_id, "user_id": users[email].id, "role": role.value}],
+                )
+                report.memberships_created += created
+                report.memberships_existing += 1 - created
     return report
 
 
@@ -195,6 +194,25 @@ def _batches(items: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[s
         yield batch
 
 
+async def _insert_in_batches(
+    engine: AsyncEngine,
+    table: Table,
+    rows: Iterable[dict[str, Any]],
+    phase: str,
+    progress: Progress,
+) -> tuple[int, int]:
+    """Insert rows in batches, each committed, skipping those that exist; how many rows were
+    new and how many existed."""
+    created = existing = 0
+    for batch in _batches(rows, BULK_BATCH_SIZE):
+        async with engine.begin() as connection:
+            new = await _insert_ignoring_existing(connection, table, batch)
+        created += new
+        existing += len(batch) - new
+        progress(phase, len(batch))
+    return created, existing
+
+
 async def seed_bulk(
     settings: Settings,
     database_url: str,
@@ -232,14 +250,10 @@ async def seed_bulk(
                 "display_name": f"User {index}",
             }
 
-    engine = create_engine(database_url, pool_size=1, max_overflow=0)
-    try:
-        for batch in _batches(user_rows(), BULK_BATCH_SIZE):
-            async with engine.begin() as connection:
-                created = await _insert_ignoring_existing(connection, user_table, batch)
-            report.users_created += created
-            report.users_existing += len(batch) - created
-            report_progress("users", len(batch))
+    async with one_off_engine(database_url) as engine:
+        report.users_created, report.users_existing = await _insert_in_batches(
+            engine, user_table, user_rows(), "users", report_progress
+        )
 
         group_ids: list[int] = []
         group_rows = ({"name": bulk_group_name(index)} for index in range(groups))
@@ -267,14 +281,9 @@ async def seed_bulk(
                     "role": (GroupRole.OWNER if index < groups else GroupRole.MEMBER).value,
                 }
 
-        for batch in _batches(membership_rows(), BULK_BATCH_SIZE):
-            async with engine.begin() as connection:
-                created = await _insert_ignoring_existing(connection, membership_table, batch)
-            report.memberships_created += created
-            report.memberships_existing += len(batch) - created
-            report_progress("memberships", len(batch))
-    finally:
-        await engine.dispose()
+        report.memberships_created, report.memberships_existing = await _insert_in_batches(
+            engine, membership_table, membership_rows(), "memberships", report_progress
+        )
     return report
 
 

@@ -1,8 +1,10 @@
 """The service's configuration: the only place in roster that reads the environment.
 
 Every variable starts with `ROSTER_` and may also come from a `.env` file in the working
-directory. In production the service refuses to start on a missing, short or placeholder secret,
-and the message names the variable to fix.
+directory. The secrets are checked here and only here (roster-auth takes them as given): a secret
+that is set must be at least 32 bytes, counted in UTF-8 as the HS256 key it becomes, and differ
+from the others; production also refuses a missing or placeholder one. The message names the
+variable to fix.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from roster_db.embedded import asyncpg_url
 
 ENV_PREFIX: Final = "ROSTER_"
+# An HS256 key shorter than the hash output (256 bits) weakens the signature (RFC 7518, 3.2).
 MIN_SECRET_BYTES: Final = 32
 
 # Lower-cased fragments that mark a value someone meant to replace.
@@ -60,14 +63,20 @@ def variable_name(field_name: str) -> str:
     return f"{ENV_PREFIX}{field_name.upper()}"
 
 
-def secret_problem(value: str | None) -> str | None:
-    """Why a secret is unfit for production, or None when it is fine."""
-    if value is None or not value.strip():
-        return "is not set"
+def secret_problem(value: str | None, *, production: bool) -> str | None:
+    """Why a secret is unfit, or None when it is fine. Unset is fine in development only,
+    where the marked development value stands in."""
+    if value is None:
+        return "is not set" if production else None
+    if not value.strip():
+        return "is empty"
     if len(value.encode()) < MIN_SECRET_BYTES:
         return f"is shorter than {MIN_SECRET_BYTES} bytes"
     lowered = value.strip().lower()
-    if lowered in PLACEHOLDER_VALUES or any(part in lowered for part in PLACEHOLDER_FRAGMENTS):
+    placeholder = lowered in PLACEHOLDER_VALUES or any(
+        part in lowered for part in PLACEHOLDER_FRAGMENTS
+    )
+    if production and placeholder:
         return "is a placeholder value"
     return None
 
@@ -178,20 +187,22 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _production_is_configured(self) -> Settings:
-        if self.environment is not Environment.PRODUCTION:
-            return self
+    def _is_configured(self) -> Settings:
+        problems = self._secret_problems()
+        if self.is_production:
+            problems.extend(self._production_problems())
+        if problems:
+            refusal = "refusing to start in production: " if self.is_production else ""
+            raise ValueError(refusal + "; ".join(problems))
+        return self
+
+    def _secret_problems(self) -> list[str]:
         problems: list[str] = []
-        if self.database_url is None:
-            problems.append(
-                f"{variable_name('database_url')} is not set "
-                "(production never starts the embedded Postgres)"
-            )
         seen: dict[str, str] = {}
         for name in SECRET_FIELDS:
             secret: SecretStr | None = getattr(self, name)
             value = secret.get_secret_value() if secret is not None else None
-            problem = secret_problem(value)
+            problem = secret_problem(value, production=self.is_production)
             if problem is not None:
                 problems.append(
                     f"{variable_name(name)} {problem}: generate one with "
@@ -203,6 +214,15 @@ class Settings(BaseSettings):
                 )
             if value is not None:
                 seen.setdefault(value, name)
+        return problems
+
+    def _production_problems(self) -> list[str]:
+        problems: list[str] = []
+        if self.database_url is None:
+            problems.append(
+                f"{variable_name('database_url')} is not set "
+                "(production never starts the embedded Postgres)"
+            )
         if self.smtp_host is not None and (self.smtp_username is None) != (
             self.smtp_password is None
         ):
@@ -210,9 +230,7 @@ class Settings(BaseSettings):
                 f"set both {variable_name('smtp_username')} and "
                 f"{variable_name('smtp_password')}, or neither"
             )
-        if problems:
-            raise ValueError("refusing to start in production: " + "; ".join(problems))
-        return self
+        return problems
 
     @property
     def is_production(self) -> bool:
