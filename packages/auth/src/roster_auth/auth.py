@@ -3,7 +3,6 @@ and the dependencies other members need (current active user, current superuser)
 
 import uuid
 
-from anyio import CapacityLimiter
 from fastapi import APIRouter, BackgroundTasks
 from fastapi_users import FastAPIUsers
 from fastapi_users.password import PasswordHelper
@@ -13,6 +12,7 @@ from roster_auth.backends import RequiredClaimsJWTStrategy, build_backends, jwt_
 from roster_auth.config import AuthConfig
 from roster_auth.database import RosterUserDatabase
 from roster_auth.dependencies import UserDependency
+from roster_auth.hashing import PasswordHashingQueue
 from roster_auth.manager import UserManager
 from roster_auth.models import User
 from roster_auth.password import NormalizingPasswordHelper
@@ -27,7 +27,9 @@ class RosterAuth:
         self.password_helper = NormalizingPasswordHelper(
             config.password_helper if config.password_helper is not None else PasswordHelper()
         )
-        self.hashing_limiter = CapacityLimiter(config.max_concurrent_password_hashes)
+        self.hashing_queue = PasswordHashingQueue(
+            config.max_concurrent_password_hashes, config.max_waiting_password_hashes
+        )
         self.jwt_strategy: RequiredClaimsJWTStrategy = jwt_strategy(config)
 
         # A plain function (not a generator), so that it may depend on the function-scoped
@@ -59,7 +61,7 @@ class RosterAuth:
             self.password_helper,
             config=self.config,
             background_tasks=background_tasks,
-            hashing_limiter=self.hashing_limiter,
+            hashing_queue=self.hashing_queue,
         )
 
     async def access_token(self, user: User) -> str:

@@ -2,19 +2,19 @@
 
 Hashing and verifying a password (Argon2id: 100 ms and more) happen in a worker thread, never
 on the event loop, where they would stall every other request of the worker; argon2-cffi
-releases the GIL, so the loop keeps serving meanwhile. FastAPI Users hashes inline, so the
-methods that hash on a request's path are its own, reproduced with the hashing awaited
-(`authenticate`, `create`, `_update`, `forgot_password`, `reset_password`): compare them with
-the library's when upgrading it.
+releases the GIL, so the loop keeps serving meanwhile. They go through the application's
+`PasswordHashingQueue` (bounded: a full queue is a 503 at once), and the request's read-only
+transaction ends before, so no request holds a pooled connection while it waits or hashes.
+FastAPI Users hashes inline, so the methods that hash on a request's path are its own,
+reproduced with the hashing awaited (`authenticate`, `create`, `_update`, `forgot_password`,
+`reset_password`): compare them with the library's when upgrading it.
 """
 
 import logging
 import uuid
 from typing import Any
 
-import anyio.to_thread
 import jwt
-from anyio import CapacityLimiter
 from fastapi import BackgroundTasks, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
 from fastapi_users import BaseUserManager, UUIDIDMixin, exceptions, schemas
@@ -24,6 +24,7 @@ from fastapi_users.password import PasswordHelperProtocol
 
 from roster_auth.config import AuthConfig, secret_value
 from roster_auth.database import RosterUserDatabase
+from roster_auth.hashing import PasswordHashingQueue
 from roster_auth.mail import MailKind, MailMessage, deliver, link_with_token
 from roster_auth.models import User
 
@@ -40,12 +41,15 @@ class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):
         *,
         config: AuthConfig,
         background_tasks: BackgroundTasks | None = None,
-        hashing_limiter: CapacityLimiter | None = None,
+        hashing_queue: PasswordHashingQueue | None = None,
     ) -> None:
         super().__init__(user_db, password_helper)
         self.config = config
-        # Bounds how many hashes run at once (None: anyio's default thread limiter).
-        self.hashing_limiter = hashing_limiter
+        # Shared by every manager of the application; None (a manager on its own): a queue
+        # of its own, as the configuration says.
+        self.hashing_queue = hashing_queue or PasswordHashingQueue(
+            config.max_concurrent_password_hashes, config.max_waiting_password_hashes
+        )
         # In a request, mails leave after the response, hence after the commit: a mail never
         # announces a change that was rolled back, and a slow mail server does not hold the
         # request (nor reveal, by its delay, that an address has an account).
@@ -90,14 +94,21 @@ class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):
         return await super().update(user_update, user, safe, request)
 
     async def hash_password(self, password: str) -> str:
-        return await anyio.to_thread.run_sync(
-            self.password_helper.hash, password, limiter=self.hashing_limiter
+        """The hash, computed in a worker thread once a hashing slot is free; the request's
+        read-only transaction ends first. Raises `PasswordHashingBusyError` (503) at once
+        when the queue is full."""
+        return await self.hashing_queue.run(
+            self.password_helper.hash, password, session=self.user_db.session
         )
 
     async def verify_password(self, password: str, hashed: str) -> tuple[bool, str | None]:
-        """Whether `password` matches `hashed`, and a new hash when `hashed` is outdated."""
-        return await anyio.to_thread.run_sync(
-            self.password_helper.verify_and_update, password, hashed, limiter=self.hashing_limiter
+        """Whether `password` matches `hashed`, and a new hash when `hashed` is outdated
+        (computed as `hash_password` is)."""
+        return await self.hashing_queue.run(
+            self.password_helper.verify_and_update,
+            password,
+            hashed,
+            session=self.user_db.session,
         )
 
     async def authenticate(self, credentials: OAuth2PasswordRequestForm) -> User | None:

@@ -1,0 +1,97 @@
+"""A bounded queue for password hashing, and the rule that nobody waits in it holding a
+database connection.
+
+Argon2id costs a core and 64 MiB for 100 ms and more, so a process hashes only a few passwords
+at once (`max_concurrent_password_hashes`). Requests beyond that wait, at most
+`max_waiting_password_hashes` of them: one more is refused at once with 503
+`PASSWORD_HASHING_BUSY` and `Retry-After`, instead of queueing for seconds behind a flood.
+"""
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Final, TypeVar, TypeVarTuple, Unpack
+
+import anyio.to_thread
+from anyio import CapacityLimiter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from roster_auth.errors import PasswordHashingBusyError
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
+# A queue of 8 behind 2 slots drains in about a second at the default cost.
+BUSY_RETRY_AFTER_SECONDS: Final = 1
+
+
+class PasswordHashingQueue:
+    """At most `capacity` hashes at once, each in a worker thread (argon2-cffi releases the
+    GIL), and at most `max_waiting` callers waiting for one. One per process (`RosterAuth`):
+    workers and replicas each have their own cores to hash on."""
+
+    def __init__(self, capacity: int, max_waiting: int) -> None:
+        self.capacity = capacity
+        self.max_waiting = max_waiting
+        # Its own threads, so that hashes never take the thread pool FastAPI shares with
+        # plain `def` dependencies; admission keeps it from ever having to queue.
+        self._threads = CapacityLimiter(capacity)
+        self._admitted = 0
+
+    @property
+    def admitted(self) -> int:
+        """Callers hashing or waiting to."""
+        return self._admitted
+
+    @property
+    def is_full(self) -> bool:
+        return self._admitted >= self.capacity + self.max_waiting
+
+    def refuse_when_full(self) -> None:
+        """Raise `PasswordHashingBusyError` when one more caller could not wait. Routes call
+        it first, to refuse before any database work; `run` checks again."""
+        if self.is_full:
+            raise PasswordHashingBusyError(BUSY_RETRY_AFTER_SECONDS)
+
+    async def run(
+        self,
+        func: Callable[[Unpack[Ts]], T],
+        *args: Unpack[Ts],
+        session: AsyncSession | None = None,
+    ) -> T:
+        """`func(*args)` in a worker thread once a slot is free. Given the caller's `session`,
+        its read-only transaction ends first, so that the pooled connection goes back to the
+        pool while the caller waits and hashes (see `release_connection`)."""
+        async with self._admission():
+            if session is not None:
+                await release_connection(session)
+            return await anyio.to_thread.run_sync(func, *args, limiter=self._threads)
+
+    @asynccontextmanager
+    async def _admission(self) -> AsyncIterator[None]:
+        # Counted before the first await: every caller that passed the check is counted by
+        # the next one's.
+        self.refuse_when_full()
+        self._admitted += 1
+        try:
+            yield
+        finally:
+            self._admitted -= 1
+
+
+async def release_connection(session: AsyncSession) -> None:
+    """End the session's transaction so that its connection returns to the pool, when the
+    transaction holds nothing to write.
+
+    Where roster-auth hashes, the transaction has only read (the user, a stored token):
+    FastAPI Users' adapter commits each of its writes at once, and so do ours. Committing a
+    read-only transaction changes nothing, and under READ COMMITTED the statements after it
+    see what they would have seen anyway. ORM changes not yet flushed are the exception:
+    committing would write them early, so that transaction is kept, connection and all."""
+    if not session.in_transaction():
+        return
+    if session.new or session.dirty or session.deleted:
+        return
+    await session.commit()
+
+
+__all__ = ["BUSY_RETRY_AFTER_SECONDS", "PasswordHashingQueue", "release_connection"]
