@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Final
 from fastapi import HTTPException, status
 from fastapi_users.router.common import ErrorModel
 
-PASSWORD_HASHING_BUSY: Final = "PASSWORD_HASHING_BUSY"
+PASSWORD_HASHING_BUSY: Final = "PASSWORD_HASHING_BUSY"  # noqa: S105 (an error code)
 TOO_MANY_REQUESTS: Final = "TOO_MANY_REQUESTS"
 
 

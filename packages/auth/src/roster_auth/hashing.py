@@ -9,7 +9,7 @@ at once (`max_concurrent_password_hashes`). Requests beyond that wait, at most
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Final, TypeVar, TypeVarTuple, Unpack
+from typing import Final, TypeVar, TypeVarTuple
 
 import anyio.to_thread
 from anyio import CapacityLimiter
@@ -54,8 +54,8 @@ class PasswordHashingQueue:
 
     async def run(
         self,
-        func: Callable[[Unpack[Ts]], T],
-        *args: Unpack[Ts],
+        func: Callable[[*Ts], T],
+        *args: *Ts,
         session: AsyncSession | None = None,
     ) -> T:
         """`func(*args)` in a worker thread once a slot is free. Given the caller's `session`,

@@ -7,6 +7,7 @@ from fastapi_users import exceptions
 from fastapi_users.router.common import ErrorCode, ErrorModel
 
 from roster_auth.dependencies import UserDependency, UserManagerDependency
+from roster_auth.errors import retry_later_responses
 from roster_auth.manager import UserManager
 from roster_auth.models import EMAIL_MAX_LENGTH, User
 from roster_auth.schemas import UserCreate, UserRead
@@ -60,6 +61,7 @@ def build_admin_router(
         responses={
             **superuser_responses,
             status.HTTP_400_BAD_REQUEST: {"model": ErrorModel},
+            **retry_later_responses(hashes=True),
         },
     )
     async def create_user(
