@@ -188,3 +188,28 @@ async def test_64_concurrent_logins_beyond_capacity_are_answered_within_a_second
         assert auth.hashing_queue.admitted == capacity
         hasher.gate.set()
     assert admitted == [400] * capacity
+
+
+async def test_hashing_ends_a_read_only_transaction_and_keeps_pending_changes(
+    committing_sessionmaker: Sessionmaker, outbox: OutboxMailer
+) -> None:
+    """The connection goes back to the pool only when nothing would be written early."""
+    async with committing_sessionmaker() as session:
+        user = await create_user(session, email="zoe@example.org")
+    auth = RosterAuth(config_for_tests(mailer=outbox))
+    async with committing_sessionmaker() as session:
+        manager = auth.user_manager(session)
+        reader = await manager.get(user.id)
+        assert session.in_transaction()
+        await manager.hash_password(DEFAULT_PASSWORD)
+        assert not session.in_transaction()
+
+        reader = await manager.get(user.id)
+        reader.display_name = "Zoe"  # a change not flushed yet
+        await manager.hash_password(DEFAULT_PASSWORD)
+        assert session.in_transaction()
+        async with committing_sessionmaker() as elsewhere:
+            stored = await elsewhere.get(type(user), user.id)
+            assert stored is not None
+            assert stored.display_name is None
+        await session.rollback()
