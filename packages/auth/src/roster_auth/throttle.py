@@ -329,7 +329,9 @@ async def _counter_connection(request: Request) -> AsyncIterator[AsyncConnection
     rollback of the request undoes it). A session maker bound to a connection already in a
     transaction (tests that roll back an outer one) gets a savepoint on it instead."""
     sessionmaker: async_sessionmaker[Any] = getattr(request.state, SESSIONMAKER_STATE)
-    bind = sessionmaker.kw.get("bind")
+    # What the request's sessions are bound to; a session connects only when it is used.
+    async with sessionmaker() as session:
+        bind = session.bind
     if isinstance(bind, AsyncEngine):
         async with bind.connect() as connection:
             yield await connection.execution_options(isolation_level="AUTOCOMMIT")
