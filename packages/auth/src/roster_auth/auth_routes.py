@@ -7,7 +7,8 @@ responses, plus what the library has no hook for:
 
 - the throttle (`Throttle`): a check before a login's password is verified and a record of its
   outcome; a count of every registration and mail request, before the account is looked up;
-- a refusal before any database work when the hashing queue is full (503);
+- a place in the hashing queue taken first, so that beyond capacity the answer is a 503
+  before any database work;
 - bounds on the login form (`username`, `password`, the OAuth2 extras) and on the new
   password of a reset, checked before anything is normalised or hashed, and no control
   characters in the username (Postgres refuses NUL).
@@ -16,7 +17,7 @@ Logout and `/verify` stay the library's routes. Compare the copies with the libr
 upgrading it.
 """
 
-import logging
+import contextlib
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Body, Depends, Form, HTTPException, Request, status
@@ -29,14 +30,12 @@ from fastapi_users.router.reset import RESET_PASSWORD_RESPONSES
 from pydantic import EmailStr
 
 from roster_auth.dependencies import UserManagerDependency
-from roster_auth.errors import PasswordHashingBusyError, retry_later_responses
+from roster_auth.errors import retry_later_responses
 from roster_auth.hashing import PasswordHashingQueue
 from roster_auth.manager import UserManager
 from roster_auth.models import EMAIL_MAX_LENGTH, User
 from roster_auth.schemas import UserCreate, UserRead
 from roster_auth.throttle import Throttle
-
-logger = logging.getLogger(__name__)
 
 # NFKC can turn up to three code points into one (a Hangul syllable from its jamo), so a
 # password the policy accepts may be longer as typed; four times its bound is still cheap to
@@ -92,16 +91,6 @@ def login_form_class(password_max_length: int) -> type[OAuth2PasswordRequestForm
     return LoginForm
 
 
-def hashing_admission(queue: PasswordHashingQueue) -> Any:
-    """A route dependency that refuses with 503 when the hashing queue is full, before the
-    route does any database work."""
-
-    async def refuse_when_full() -> None:
-        queue.refuse_when_full()
-
-    return Depends(refuse_when_full)
-
-
 def build_login_router(
     backend: AuthenticationBackend[User, Any],
     *,
@@ -143,7 +132,6 @@ def build_login_router(
         # The answer is the backend's (a token, or a cookie); `responses` documents it.
         response_model=None,
         responses=login_responses,
-        dependencies=[hashing_admission(hashing_queue)],
     )
     async def login(
         request: Request,
@@ -151,15 +139,17 @@ def build_login_router(
         user_manager: Annotated[UserManager, Depends(get_user_manager)],
         strategy: Annotated[Strategy[User, Any], Depends(backend.get_strategy)],
     ) -> Any:
-        attempt = await throttle.check_login(request, credentials.username)
-        user = await user_manager.authenticate(credentials)
-        if user is None or not user.is_active:
-            await attempt.failed()
-            raise HTTPException(
-                status_code=status.HTTP_400_BAD_REQUEST,
-                detail=ErrorCode.LOGIN_BAD_CREDENTIALS,
-            )
-        await attempt.succeeded()
+        # A place in the hashing queue first: beyond capacity, a 503 before any database work.
+        async with hashing_queue.reserve():
+            attempt = await throttle.check_login(request, credentials.username)
+            user = await user_manager.authenticate(credentials)
+            if user is None or not user.is_active:
+                await attempt.failed()
+                raise HTTPException(
+                    status_code=status.HTTP_400_BAD_REQUEST,
+                    detail=ErrorCode.LOGIN_BAD_CREDENTIALS,
+                )
+            await attempt.succeeded()
         response = await backend.login(strategy, user)
         await user_manager.on_after_login(user, request, response)
         return response
@@ -208,26 +198,26 @@ def build_register_router(
             },
             **retry_later_responses(hashes=True, throttled=True),
         },
-        dependencies=[hashing_admission(hashing_queue)],
     )
     async def register(
         request: Request,
         user_create: UserCreate,
         user_manager: Annotated[UserManager, Depends(get_user_manager)],
     ) -> UserRead:
-        await throttle.count_registration(request, user_create.email)
-        try:
-            created_user = await user_manager.create(user_create, safe=True, request=request)
-        except exceptions.UserAlreadyExists as error:
-            raise HTTPException(
-                status_code=status.HTTP_400_BAD_REQUEST,
-                detail=ErrorCode.REGISTER_USER_ALREADY_EXISTS,
-            ) from error
-        except exceptions.InvalidPasswordException as error:
-            raise HTTPException(
-                status_code=status.HTTP_400_BAD_REQUEST,
-                detail={"code": ErrorCode.REGISTER_INVALID_PASSWORD, "reason": error.reason},
-            ) from error
+        async with hashing_queue.reserve():
+            await throttle.count_registration(request, user_create.email)
+            try:
+                created_user = await user_manager.create(user_create, safe=True, request=request)
+            except exceptions.UserAlreadyExists as error:
+                raise HTTPException(
+                    status_code=status.HTTP_400_BAD_REQUEST,
+                    detail=ErrorCode.REGISTER_USER_ALREADY_EXISTS,
+                ) from error
+            except exceptions.InvalidPasswordException as error:
+                raise HTTPException(
+                    status_code=status.HTTP_400_BAD_REQUEST,
+                    detail={"code": ErrorCode.REGISTER_INVALID_PASSWORD, "reason": error.reason},
+                ) from error
         return UserRead.model_validate(created_user)
 
     return router
@@ -249,32 +239,27 @@ def build_reset_password_router(
         status_code=status.HTTP_202_ACCEPTED,
         name="reset:forgot_password",
         responses=retry_later_responses(hashes=True, throttled=True),
-        dependencies=[hashing_admission(hashing_queue)],
     )
     async def forgot_password(
         request: Request,
         email: Annotated[EmailStr, Body(embed=True)],
         user_manager: Annotated[UserManager, Depends(get_user_manager)],
     ) -> None:
-        await throttle.count_mail_request(request, email)
-        try:
-            user = await user_manager.get_by_email(email)
-        except exceptions.UserNotExists:
-            return
-        try:
-            await user_manager.forgot_password(user, request)
-        except exceptions.UserInactive:
-            pass
-        except PasswordHashingBusyError:
-            # The queue filled up since the check above. A 503 here, and only here, would
-            # tell that the address has an account; the client may ask again.
-            logger.warning("forgot-password: hashing queue full, no mail sent")
+        # Reserved whether or not the address has an account (only an account's token costs a
+        # hash): a 503 that came only for accounts would tell which addresses have one.
+        async with hashing_queue.reserve():
+            await throttle.count_mail_request(request, email)
+            try:
+                user = await user_manager.get_by_email(email)
+            except exceptions.UserNotExists:
+                return
+            with contextlib.suppress(exceptions.UserInactive):
+                await user_manager.forgot_password(user, request)
 
     @router.post(
         "/reset-password",
         name="reset:reset_password",
         responses={**RESET_PASSWORD_RESPONSES, **retry_later_responses(hashes=True)},
-        dependencies=[hashing_admission(hashing_queue)],
     )
     async def reset_password(
         request: Request,
@@ -284,25 +269,26 @@ def build_reset_password_router(
         ],
         user_manager: Annotated[UserManager, Depends(get_user_manager)],
     ) -> None:
-        try:
-            await user_manager.reset_password(token, password, request)
-        except (
-            exceptions.InvalidResetPasswordToken,
-            exceptions.UserNotExists,
-            exceptions.UserInactive,
-        ) as error:
-            raise HTTPException(
-                status_code=status.HTTP_400_BAD_REQUEST,
-                detail=ErrorCode.RESET_PASSWORD_BAD_TOKEN,
-            ) from error
-        except exceptions.InvalidPasswordException as error:
-            raise HTTPException(
-                status_code=status.HTTP_400_BAD_REQUEST,
-                detail={
-                    "code": ErrorCode.RESET_PASSWORD_INVALID_PASSWORD,
-                    "reason": error.reason,
-                },
-            ) from error
+        async with hashing_queue.reserve():
+            try:
+                await user_manager.reset_password(token, password, request)
+            except (
+                exceptions.InvalidResetPasswordToken,
+                exceptions.UserNotExists,
+                exceptions.UserInactive,
+            ) as error:
+                raise HTTPException(
+                    status_code=status.HTTP_400_BAD_REQUEST,
+                    detail=ErrorCode.RESET_PASSWORD_BAD_TOKEN,
+                ) from error
+            except exceptions.InvalidPasswordException as error:
+                raise HTTPException(
+                    status_code=status.HTTP_400_BAD_REQUEST,
+                    detail={
+                        "code": ErrorCode.RESET_PASSWORD_INVALID_PASSWORD,
+                        "reason": error.reason,
+                    },
+                ) from error
 
     return router
 

@@ -117,9 +117,10 @@ class AuthConfig:
     # FastAPI shares with other work.
     max_concurrent_password_hashes: int = 2
     # Requests that may wait for a hashing slot; one more is answered at once with 503
-    # PASSWORD_HASHING_BUSY and Retry-After. With the default cost (about 0.15 s a hash), the
-    # last of 8 waiting behind 2 slots is served within about a second.
-    max_waiting_password_hashes: int = 8
+    # PASSWORD_HASHING_BUSY and Retry-After. A process hashes 4 to 8 passwords a second at the
+    # default cost on two cores, so the last of 4 waiting behind 2 slots is served within one
+    # to two seconds.
+    max_waiting_password_hashes: int = 4
     throttle: ThrottleConfig = field(default_factory=ThrottleConfig)
 
     def __post_init__(self) -> None:

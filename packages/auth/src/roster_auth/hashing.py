@@ -5,10 +5,15 @@ Argon2id costs a core and 64 MiB for 100 ms and more, so a process hashes only a
 at once (`max_concurrent_password_hashes`). Requests beyond that wait, at most
 `max_waiting_password_hashes` of them: one more is refused at once with 503
 `PASSWORD_HASHING_BUSY` and `Retry-After`, instead of queueing for seconds behind a flood.
+
+A route that will hash (a login) takes its place in the queue first (`reserve`), before any
+database work, so that the requests beyond capacity are refused without touching the pool;
+anything else takes its place when it hashes (`run`).
 """
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Final, TypeVar, TypeVarTuple
 
 import anyio.to_thread
@@ -20,8 +25,13 @@ from roster_auth.errors import PasswordHashingBusyError
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
-# A queue of 8 behind 2 slots drains in about a second at the default cost.
+# A place frees up every few tenths of a second at the default cost.
 BUSY_RETRY_AFTER_SECONDS: Final = 1
+
+# The queue whose place the current request holds (`reserve`).
+_reserved_in: ContextVar["PasswordHashingQueue | None"] = ContextVar(
+    "roster_auth_hashing_reservation", default=None
+)
 
 
 class PasswordHashingQueue:
@@ -39,18 +49,27 @@ class PasswordHashingQueue:
 
     @property
     def admitted(self) -> int:
-        """Callers hashing or waiting to."""
+        """Callers hashing, waiting to, or holding a place to."""
         return self._admitted
 
     @property
     def is_full(self) -> bool:
         return self._admitted >= self.capacity + self.max_waiting
 
-    def refuse_when_full(self) -> None:
-        """Raise `PasswordHashingBusyError` when one more caller could not wait. Routes call
-        it first, to refuse before any database work; `run` checks again."""
-        if self.is_full:
-            raise PasswordHashingBusyError(BUSY_RETRY_AFTER_SECONDS)
+    @asynccontextmanager
+    async def reserve(self) -> AsyncIterator[None]:
+        """Hold a place in the queue for the block (a request that will hash): raises
+        `PasswordHashingBusyError` at once when there is none; the hashes in the block use
+        the place instead of taking another."""
+        if _reserved_in.get() is self:
+            yield
+            return
+        async with self._admission():
+            token = _reserved_in.set(self)
+            try:
+                yield
+            finally:
+                _reserved_in.reset(token)
 
     async def run(
         self,
@@ -61,16 +80,17 @@ class PasswordHashingQueue:
         """`func(*args)` in a worker thread once a slot is free. Given the caller's `session`,
         its read-only transaction ends first, so that the pooled connection goes back to the
         pool while the caller waits and hashes (see `release_connection`)."""
-        async with self._admission():
+        async with self.reserve():
             if session is not None:
                 await release_connection(session)
             return await anyio.to_thread.run_sync(func, *args, limiter=self._threads)
 
     @asynccontextmanager
     async def _admission(self) -> AsyncIterator[None]:
-        # Counted before the first await: every caller that passed the check is counted by
-        # the next one's.
-        self.refuse_when_full()
+        # Checked and counted before the first await, so that concurrent callers each see
+        # the others.
+        if self.is_full:
+            raise PasswordHashingBusyError(BUSY_RETRY_AFTER_SECONDS)
         self._admitted += 1
         try:
             yield

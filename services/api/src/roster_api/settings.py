@@ -131,7 +131,7 @@ class Settings(BaseSettings):
     # Password hashing, per process: hashes at once, and requests that may wait for one
     # (beyond them: 503 PASSWORD_HASHING_BUSY at once).
     max_concurrent_password_hashes: int = Field(default=2, ge=1)
-    max_waiting_password_hashes: int = Field(default=8, ge=0)
+    max_waiting_password_hashes: int = Field(default=4, ge=0)
 
     # Throttles, counted in Postgres per client address and per account (roster_auth's
     # ThrottleConfig says how). The client address is the socket's peer, or the forwarded one
