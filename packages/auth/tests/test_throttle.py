@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from fastapi import Request
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -19,6 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from roster_auth import AuthConfig, OutboxMailer, RosterAuth, ThrottleConfig
 from roster_auth.models import ThrottleCounter
 from roster_auth.testing import DEFAULT_PASSWORD, config_for_tests, create_user
+from roster_auth.throttle import client_address
 
 from .conftest import BASE_URL, build_app
 
@@ -342,3 +344,19 @@ async def test_a_disabled_throttle_counts_nothing(
 def test_throttle_limits_must_be_positive(throttled_config: AuthConfig) -> None:
     with pytest.raises(ValueError, match="login_window_seconds"):
         replace(throttled_config.throttle, login_window_seconds=0)
+
+
+@pytest.mark.parametrize(
+    ("host", "counted_as"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff::1", "2001:db8:1:2::/64"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+        ("testclient", "testclient"),
+    ],
+    ids=["IPv4", "IPv6", "same /64", "IPv4-mapped", "not an address"],
+)
+def test_client_addresses_are_counted_by_what_one_client_holds(host: str, counted_as: str) -> None:
+    request = Request({"type": "http", "client": (host, 40000), "headers": []})
+    assert client_address(request) == counted_as
