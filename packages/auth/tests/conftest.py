@@ -9,12 +9,14 @@ import pytest
 import pytest_asyncio
 from fastapi import Depends, FastAPI
 from httpx import AsyncClient
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 import roster_auth.models  # noqa: F401  (the tables `database_url` creates)
 from roster_auth import AuthConfig, OutboxMailer, RosterAuth, User
 from roster_auth.testing import DEFAULT_PASSWORD, config_for_tests, create_user
+from roster_db import SessionDep
 from roster_db.testkit import asgi_client
 
 pytest_plugins = ["roster_db.testing"]
@@ -27,8 +29,8 @@ ServeApp = Callable[..., Any]
 
 
 def build_app(auth: RosterAuth, sessionmaker: Sessionmaker) -> FastAPI:
-    """The auth routers plus two routes of "another member", to show the dependencies work
-    outside FastAPI Users' routers."""
+    """The auth routers plus three routes of "another member", to show the dependencies work
+    outside FastAPI Users' routers and that other routes still reach the database."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
@@ -45,6 +47,11 @@ def build_app(auth: RosterAuth, sessionmaker: Sessionmaker) -> FastAPI:
     @app.get("/probe/admin")
     async def probe_admin(user: Annotated[User, Depends(auth.current_superuser)]) -> str:
         return str(user.id)
+
+    @app.get("/probe/db")
+    async def probe_db(session: SessionDep) -> int:
+        one: int = await session.scalar(text("SELECT 1"))
+        return one
 
     return app
 

@@ -29,6 +29,7 @@ STRONG: dict[str, Any] = {
         ({"verify_link_path": "verify"}, "verify_link_path"),
         ({"mailer": LoggingMailer(reveal_content=True)}, "development=True"),
         ({"max_concurrent_password_hashes": 0}, "max_concurrent_password_hashes"),
+        ({"max_waiting_password_hashes": -1}, "max_waiting_password_hashes"),
     ],
 )
 def test_unsafe_configuration_is_refused(overrides: dict[str, Any], message: str) -> None:

@@ -1,8 +1,14 @@
 """roster-auth: users and authentication with FastAPI Users."""
 
 from roster_auth.auth import RosterAuth
-from roster_auth.config import AuthConfig, AuthConfigError
+from roster_auth.config import AuthConfig, AuthConfigError, ThrottleConfig
 from roster_auth.dependencies import UserDependency, UserManagerDependency
+from roster_auth.errors import (
+    PASSWORD_HASHING_BUSY,
+    TOO_MANY_REQUESTS,
+    PasswordHashingBusyError,
+    TooManyRequestsError,
+)
 from roster_auth.mail import (
     LoggingMailer,
     Mailer,
@@ -12,23 +18,32 @@ from roster_auth.mail import (
     SmtpMailer,
 )
 from roster_auth.manager import InvalidCurrentPasswordException, UserManager
-from roster_auth.models import AccessToken, User
+from roster_auth.models import AccessToken, ThrottleCounter, User
 from roster_auth.password import PasswordPolicy
 from roster_auth.schemas import UserCreate, UserRead, UserUpdate, UserUpdateMe
+from roster_auth.throttle import LoginAttempt, Throttle
 
 __all__ = [
+    "PASSWORD_HASHING_BUSY",
+    "TOO_MANY_REQUESTS",
     "AccessToken",
     "AuthConfig",
     "AuthConfigError",
     "InvalidCurrentPasswordException",
     "LoggingMailer",
+    "LoginAttempt",
     "MailKind",
     "MailMessage",
     "Mailer",
     "OutboxMailer",
+    "PasswordHashingBusyError",
     "PasswordPolicy",
     "RosterAuth",
     "SmtpMailer",
+    "Throttle",
+    "ThrottleConfig",
+    "ThrottleCounter",
+    "TooManyRequestsError",
     "User",
     "UserCreate",
     "UserDependency",

@@ -3,21 +3,29 @@ and the dependencies other members need (current active user, current superuser)
 
 import uuid
 
-from anyio import CapacityLimiter
 from fastapi import APIRouter, BackgroundTasks
+from fastapi.routing import APIRoute
 from fastapi_users import FastAPIUsers
 from fastapi_users.password import PasswordHelper
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from roster_auth.auth_routes import (
+    build_login_router,
+    build_register_router,
+    build_reset_password_router,
+    build_verify_router,
+)
 from roster_auth.backends import RequiredClaimsJWTStrategy, build_backends, jwt_strategy
 from roster_auth.config import AuthConfig
 from roster_auth.database import RosterUserDatabase
 from roster_auth.dependencies import UserDependency
+from roster_auth.errors import retry_later_responses
+from roster_auth.hashing import PasswordHashingQueue
 from roster_auth.manager import UserManager
 from roster_auth.models import User
-from roster_auth.password import NormalizingPasswordHelper
+from roster_auth.password import MAX_RAW_PASSWORD_LENGTH, NormalizingPasswordHelper
 from roster_auth.router import build_admin_router, build_users_router
-from roster_auth.schemas import UserCreate, UserRead
+from roster_auth.throttle import Throttle, subject_key
 from roster_db import SessionDep
 
 
@@ -27,8 +35,12 @@ class RosterAuth:
         self.password_helper = NormalizingPasswordHelper(
             config.password_helper if config.password_helper is not None else PasswordHelper()
         )
-        self.hashing_limiter = CapacityLimiter(config.max_concurrent_password_hashes)
+        self.hashing_queue = PasswordHashingQueue(
+            config.max_concurrent_password_hashes, config.max_waiting_password_hashes
+        )
         self.jwt_strategy: RequiredClaimsJWTStrategy = jwt_strategy(config)
+        # Failed logins, registrations and mail requests, counted in Postgres.
+        self.throttle = Throttle(config.throttle, subject_key(config.access_token_secret))
 
         # A plain function (not a generator), so that it may depend on the function-scoped
         # session, which commits before the response is sent.
@@ -59,7 +71,8 @@ class RosterAuth:
             self.password_helper,
             config=self.config,
             background_tasks=background_tasks,
-            hashing_limiter=self.hashing_limiter,
+            hashing_queue=self.hashing_queue,
+            throttle=self.throttle,
         )
 
     async def access_token(self, user: User) -> str:
@@ -69,18 +82,53 @@ class RosterAuth:
     def routers(self) -> list[APIRouter]:
         """Every auth route, ready for `app.include_router`: `/auth/...` and `/users/...`."""
         users = self.fastapi_users
+        # As sent, before normalising: the bound every password field of ours has.
+        password_max_length = MAX_RAW_PASSWORD_LENGTH
         auth_router = APIRouter(prefix="/auth", tags=["auth"])
-        auth_router.include_router(users.get_auth_router(self.jwt_backend), prefix="/jwt")
-        auth_router.include_router(users.get_auth_router(self.cookie_backend), prefix="/cookie")
+        for prefix, backend in (("/jwt", self.jwt_backend), ("/cookie", self.cookie_backend)):
+            login_router = build_login_router(
+                backend,
+                get_user_manager=self.get_user_manager,
+                authenticator=users.authenticator,
+                throttle=self.throttle,
+                hashing_queue=self.hashing_queue,
+                password_max_length=password_max_length,
+            )
+            auth_router.include_router(login_router, prefix=prefix)
         if self.config.registration_enabled:
-            auth_router.include_router(users.get_register_router(UserRead, UserCreate))
-        auth_router.include_router(users.get_reset_password_router())
-        auth_router.include_router(users.get_verify_router(UserRead))
-        users_router = build_admin_router(self.get_user_manager, self.current_superuser)
-        users_router.include_router(
-            build_users_router(users, self.get_user_manager, self.current_active_user)
+            auth_router.include_router(
+                build_register_router(
+                    get_user_manager=self.get_user_manager,
+                    throttle=self.throttle,
+                    hashing_queue=self.hashing_queue,
+                )
+            )
+        auth_router.include_router(
+            build_reset_password_router(
+                get_user_manager=self.get_user_manager,
+                throttle=self.throttle,
+                hashing_queue=self.hashing_queue,
+                password_max_length=password_max_length,
+            )
         )
+        auth_router.include_router(
+            build_verify_router(get_user_manager=self.get_user_manager, throttle=self.throttle)
+        )
+        users_router = build_admin_router(self.get_user_manager, self.current_superuser)
+        own_users_router = build_users_router(
+            users, self.get_user_manager, self.current_active_user
+        )
+        _document_hashing(own_users_router, "users:patch_current_user", "users:patch_user")
+        users_router.include_router(own_users_router)
         return [auth_router, users_router]
+
+
+def _document_hashing(router: APIRouter, *names: str) -> None:
+    """Add the full hashing queue's 503 to the documented answers of a users router's routes
+    that may hash (a new password), before the router is included."""
+    for route in router.routes:
+        if isinstance(route, APIRoute) and route.name in names:
+            route.responses.update(retry_later_responses(hashes=True))
 
 
 __all__ = ["RosterAuth"]

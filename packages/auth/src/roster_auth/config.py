@@ -1,7 +1,9 @@
 """Everything roster-auth needs to know, passed in by the application (never read from the
 environment here)."""
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Literal
 
 from fastapi_users.password import PasswordHelperProtocol
@@ -19,6 +21,58 @@ def secret_value(secret: Secret) -> str:
 
 class AuthConfigError(ValueError):
     """The configuration is unsafe or inconsistent; the message says what to change."""
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ThrottleConfig:
+    """Limits on what anonymous clients may repeat, counted in Postgres (shared by every worker
+    and replica) per client address and per account. Every limit is time-boxed: a count
+    starts with its first event and is forgotten when its window ends.
+
+    Failed logins are counted three ways, so that strangers cannot lock a victim out:
+    per account and address, per address across accounts, and per account across addresses.
+    The last one, once exceeded, blocks only addresses that have failed on that account
+    themselves: an address with no failures of its own may still log in.
+    """
+
+    enabled: bool = True
+    login_window_seconds: int = 15 * 60
+    login_failures_per_account_and_address: int = 5
+    login_failures_per_address: int = 50
+    login_failures_per_account: int = 10
+    # Every registration attempt counts, whatever its outcome.
+    registration_window_seconds: int = 3600
+    registrations_per_address: int = 10
+    registrations_per_email: int = 5
+    # Forgot-password and request-verify-token requests together: each may send a mail.
+    mail_window_seconds: int = 3600
+    mail_requests_per_address: int = 10
+    mail_requests_per_email: int = 3
+    # Expired counters are deleted at most this often per process, after a count is written.
+    purge_interval_seconds: int = 60
+    # The time that windows are measured in; tests pass their own.
+    clock: Callable[[], datetime] = utc_now
+
+    def __post_init__(self) -> None:
+        for name in (
+            "login_window_seconds",
+            "login_failures_per_account_and_address",
+            "login_failures_per_address",
+            "login_failures_per_account",
+            "registration_window_seconds",
+            "registrations_per_address",
+            "registrations_per_email",
+            "mail_window_seconds",
+            "mail_requests_per_address",
+            "mail_requests_per_email",
+            "purge_interval_seconds",
+        ):
+            if getattr(self, name) < 1:
+                raise AuthConfigError(f"throttle {name} must be at least 1")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,6 +114,12 @@ class AuthConfig:
     # gains nothing from more, and would otherwise also take every thread of the pool that
     # FastAPI shares with other work.
     max_concurrent_password_hashes: int = 2
+    # Requests that may wait for a hashing slot; one more is answered at once with 503
+    # PASSWORD_HASHING_BUSY and Retry-After. A process hashes 4 to 8 passwords a second at the
+    # default cost on two cores, so the last of 4 waiting behind 2 slots is served within one
+    # to two seconds.
+    max_waiting_password_hashes: int = 4
+    throttle: ThrottleConfig = field(default_factory=ThrottleConfig)
 
     def __post_init__(self) -> None:
         lifetimes = {
@@ -74,6 +134,8 @@ class AuthConfig:
                 raise AuthConfigError(f"{name} must be a positive number of seconds")
         if self.max_concurrent_password_hashes < 1:
             raise AuthConfigError("max_concurrent_password_hashes must be at least 1")
+        if self.max_waiting_password_hashes < 0:
+            raise AuthConfigError("max_waiting_password_hashes must be at least 0")
         if self.cookie_samesite == "none" and not self.cookie_secure:
             raise AuthConfigError("cookie_samesite='none' requires cookie_secure=True")
         if not self.public_base_url.startswith(("https://", "http://")):

@@ -2,10 +2,13 @@
 
 Hashing and verifying a password (Argon2id: 100 ms and more) happen in a worker thread, never
 on the event loop, where they would stall every other request of the worker; argon2-cffi
-releases the GIL, so the loop keeps serving meanwhile. FastAPI Users hashes inline, so the
-methods that hash on a request's path are its own, reproduced with the hashing awaited
-(`authenticate`, `create`, `_update`, `forgot_password`, `reset_password`);
-tests/test_library_copies.py fails when one of the library's originals changes.
+releases the GIL, so the loop keeps serving meanwhile. They go through the application's
+`PasswordHashingQueue` (bounded: a full queue is a 503 at once), and the request's read-only
+transaction ends before, so no request holds a pooled connection while it waits or hashes.
+FastAPI Users hashes inline, so the methods that hash on a request's path are its own,
+reproduced with the hashing awaited (`authenticate`, `create`, `_update`, `forgot_password`,
+`reset_password`); tests/test_library_copies.py fails when one of the library's originals
+changes.
 """
 
 import functools
@@ -13,9 +16,7 @@ import logging
 import uuid
 from typing import Any
 
-import anyio.to_thread
 import jwt
-from anyio import CapacityLimiter
 from fastapi import BackgroundTasks, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
 from fastapi_users import BaseUserManager, UUIDIDMixin, exceptions, schemas
@@ -25,8 +26,10 @@ from fastapi_users.password import PasswordHelperProtocol
 
 from roster_auth.config import AuthConfig, secret_value
 from roster_auth.database import RosterUserDatabase
+from roster_auth.hashing import PasswordHashingQueue
 from roster_auth.mail import MailKind, MailMessage, deliver, link_with_token
 from roster_auth.models import User
+from roster_auth.throttle import Throttle
 
 logger = logging.getLogger(__name__)
 
@@ -59,12 +62,18 @@ class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):
         *,
         config: AuthConfig,
         background_tasks: BackgroundTasks | None = None,
-        hashing_limiter: CapacityLimiter | None = None,
+        hashing_queue: PasswordHashingQueue | None = None,
+        throttle: Throttle | None = None,
     ) -> None:
         super().__init__(user_db, password_helper)
         self.config = config
-        # Bounds how many hashes run at once (None: anyio's default thread limiter).
-        self.hashing_limiter = hashing_limiter
+        # Counts wrong current passwords like failed logins (None: not counted).
+        self.throttle = throttle
+        # Shared by every manager of the application; None (a manager on its own): a queue
+        # of its own, as the configuration says.
+        self.hashing_queue = hashing_queue or PasswordHashingQueue(
+            config.max_concurrent_password_hashes, config.max_waiting_password_hashes
+        )
         # In a request, mails leave after the response, hence after the commit: a mail never
         # announces a change that was rolled back, and a slow mail server does not hold the
         # request (nor reveal, by its delay, that an address has an account).
@@ -78,11 +87,11 @@ class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):
         policy = self.config.password_policy
         # A length needs no thread: input too long to be acceptable is refused before any
         # work. Normalising and zxcvbn's estimate are CPU work (about 10 ms, holding the GIL):
-        # a worker thread, so the loop keeps its turns, counted against the hashing limiter,
-        # so that password work of every kind together keeps to the cores it was given.
+        # a worker thread, so the loop keeps its turns, through the hashing queue, so that
+        # password work of every kind together keeps to the cores it was given.
         reason = policy.reason_to_reject_unread(password)
         if reason is None:
-            reason = await anyio.to_thread.run_sync(
+            reason = await self.hashing_queue.run(
                 functools.partial(
                     policy.reason_to_reject,
                     password,
@@ -90,7 +99,7 @@ class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):
                     context_words=[getattr(user, "display_name", None)],
                     common_words=[self.config.product_name],
                 ),
-                limiter=self.hashing_limiter,
+                session=self.user_db.session,
             )
         if reason is not None:
             raise InvalidPasswordException(reason=reason)
@@ -133,26 +142,43 @@ class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):
         self, user: User, current_password: str | None, request: Request | None = None
     ) -> None:
         """Refuses (`InvalidCurrentPasswordException`) unless `current_password` is the
-        user's: the one place a change of their own password or email proves it."""
+        user's: the one place a change of their own password or email proves it. Throttled
+        like a login (429 `TOO_MANY_REQUESTS`), so that a stolen token cannot guess it."""
         if not current_password:
             raise InvalidCurrentPasswordException(
                 "Give current_password to change the password or the email address."
             )
+        attempt = (
+            await self.throttle.check_login(request, user.email)
+            if self.throttle is not None and request is not None
+            else None
+        )
         # No stronger hash is stored here: the next login does that.
         verified, _ = await self.verify_password(current_password, user.hashed_password)
         if not verified:
             logger.info("user %s gave a wrong current password", user.id)
+            if attempt is not None:
+                await attempt.failed()
             raise InvalidCurrentPasswordException("The current password is wrong.")
+        if attempt is not None:
+            await attempt.succeeded()
 
     async def hash_password(self, password: str) -> str:
-        return await anyio.to_thread.run_sync(
-            self.password_helper.hash, password, limiter=self.hashing_limiter
+        """The hash, computed in a worker thread once a hashing slot is free; the request's
+        read-only transaction ends first. Raises `PasswordHashingBusyError` (503) at once
+        when the queue is full."""
+        return await self.hashing_queue.run(
+            self.password_helper.hash, password, session=self.user_db.session
         )
 
     async def verify_password(self, password: str, hashed: str) -> tuple[bool, str | None]:
-        """Whether `password` matches `hashed`, and a new hash when `hashed` is outdated."""
-        return await anyio.to_thread.run_sync(
-            self.password_helper.verify_and_update, password, hashed, limiter=self.hashing_limiter
+        """Whether `password` matches `hashed`, and a new hash when `hashed` is outdated
+        (computed as `hash_password` is)."""
+        return await self.hashing_queue.run(
+            self.password_helper.verify_and_update,
+            password,
+            hashed,
+            session=self.user_db.session,
         )
 
     async def authenticate(self, credentials: OAuth2PasswordRequestForm) -> User | None:

@@ -1,12 +1,13 @@
 """Users and their stored access tokens: plain SQLAlchemy models, as FastAPI Users requires,
-on roster-db's shared registry (so SQLModel models elsewhere can relate to them)."""
+on roster-db's shared registry (so SQLModel models elsewhere can relate to them); and the
+throttle's counters."""
 
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from fastapi_users_db_sqlalchemy import SQLAlchemyBaseUserTableUUID
 from fastapi_users_db_sqlalchemy.access_token import SQLAlchemyBaseAccessTokenTableUUID
-from sqlalchemy import DateTime, Index, String, func
+from sqlalchemy import CheckConstraint, DateTime, Index, Integer, LargeBinary, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from roster_db import Base
@@ -46,3 +47,34 @@ class AccessToken(SQLAlchemyBaseAccessTokenTableUUID, Base):
 
     def __repr__(self) -> str:
         return f"AccessToken(user_id={self.user_id!s})"
+
+
+THROTTLE_SUBJECT_DIGEST_SIZE = 32  # HMAC-SHA256
+
+
+class ThrottleCounter(Base):
+    """How many times one subject (an account, a client address, or the two together) did one
+    thing (fail to log in, register, ask for a mail) in the window that ends at
+    `window_ends_at`. The subject is a keyed hash (HMAC-SHA256) of the email or address,
+    never the value itself. Rows past their window count for nothing; they are overwritten
+    by the next event or purged."""
+
+    __tablename__ = "throttle_counter"
+
+    scope: Mapped[str] = mapped_column(String(32), primary_key=True)
+    subject: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, nullable=False)
+    # Indexed for the purge of expired rows.
+    window_ends_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, index=True
+    )
+
+    __table_args__ = (
+        CheckConstraint("count >= 1", name="count_positive"),
+        CheckConstraint(
+            f"octet_length(subject) = {THROTTLE_SUBJECT_DIGEST_SIZE}", name="subject_is_a_digest"
+        ),
+    )
+
+    def __repr__(self) -> str:
+        return f"ThrottleCounter(scope={self.scope!r}, count={self.count})"

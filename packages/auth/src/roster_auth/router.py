@@ -10,6 +10,7 @@ from fastapi_users import FastAPIUsers, exceptions
 from fastapi_users.router.common import ErrorCode, ErrorModel
 
 from roster_auth.dependencies import UserDependency, UserManagerDependency
+from roster_auth.errors import retry_later_responses
 from roster_auth.manager import InvalidCurrentPasswordException, UserManager
 from roster_auth.models import EMAIL_MAX_LENGTH, User
 from roster_auth.schemas import UserCreate, UserRead, UserUpdate, UserUpdateMe
@@ -63,6 +64,7 @@ def build_admin_router(
         responses={
             **superuser_responses,
             status.HTTP_400_BAD_REQUEST: {"model": ErrorModel},
+            **retry_later_responses(hashes=True),
         },
     )
     async def create_user(

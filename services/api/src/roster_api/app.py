@@ -26,7 +26,14 @@ from roster_api.middleware import (
 from roster_api.migrations import head_revision
 from roster_api.openapi import install_openapi
 from roster_api.settings import Settings, load_settings, variable_name
-from roster_auth import AuthConfig, LoggingMailer, Mailer, RosterAuth, SmtpMailer
+from roster_auth import (
+    AuthConfig,
+    LoggingMailer,
+    Mailer,
+    RosterAuth,
+    SmtpMailer,
+    ThrottleConfig,
+)
 from roster_db import create_engine, create_sessionmaker
 from roster_db.dependencies import SESSIONMAKER_STATE
 from roster_groups import GroupsError, create_groups_router, handle_groups_error
@@ -82,6 +89,27 @@ def build_auth_config(settings: Settings) -> AuthConfig:
         public_base_url=settings.public_base_url,
         mailer=build_mailer(settings),
         development=not settings.is_production,
+        max_concurrent_password_hashes=settings.max_concurrent_password_hashes,
+        max_waiting_password_hashes=settings.max_waiting_password_hashes,
+        throttle=build_throttle_config(settings),
+    )
+
+
+def build_throttle_config(settings: Settings) -> ThrottleConfig:
+    return ThrottleConfig(
+        enabled=settings.throttle_enabled,
+        login_window_seconds=settings.throttle_login_window_seconds,
+        login_failures_per_account_and_address=(
+            settings.throttle_login_failures_per_account_and_address
+        ),
+        login_failures_per_address=settings.throttle_login_failures_per_address,
+        login_failures_per_account=settings.throttle_login_failures_per_account,
+        registration_window_seconds=settings.throttle_registration_window_seconds,
+        registrations_per_address=settings.throttle_registrations_per_address,
+        registrations_per_email=settings.throttle_registrations_per_email,
+        mail_window_seconds=settings.throttle_mail_window_seconds,
+        mail_requests_per_address=settings.throttle_mail_requests_per_address,
+        mail_requests_per_email=settings.throttle_mail_requests_per_email,
     )
 
 
@@ -175,4 +203,10 @@ def create_app_from_environment() -> FastAPI:
     return create_app(settings)
 
 
-__all__ = ["build_auth_config", "build_mailer", "create_app", "create_app_from_environment"]
+__all__ = [
+    "build_auth_config",
+    "build_mailer",
+    "build_throttle_config",
+    "create_app",
+    "create_app_from_environment",
+]

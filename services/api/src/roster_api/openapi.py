@@ -3,7 +3,8 @@
 The members' routers declare their own (401, 403, 404, 409, 400 and 422 from FastAPI); the
 service adds what its middleware answers for any route: 503 when the database is away (every
 route but the liveness probe touches it), 413 wherever a body is accepted, and 401 on every
-route that takes credentials and does not say so already."""
+route that takes credentials and does not say so already. A route's own 503 (a full password
+hashing queue) is kept, with the database's named next to it."""
 
 from __future__ import annotations
 
@@ -32,6 +33,16 @@ def _error_response(code: str) -> dict[str, Any]:
     }
 
 
+def _add_database_unavailable(responses: dict[str, Any]) -> None:
+    """503 for an unreachable database; a route that documents a 503 of its own (a full
+    password hashing queue) keeps it, and its description names both."""
+    own = responses.get("503")
+    if own is None:
+        responses["503"] = _error_response("503")
+        return
+    own["description"] = f"{own.get('description', '').rstrip()} Or: {SERVICE_ERRORS['503']}"
+
+
 def document_service_errors(schema: dict[str, Any]) -> dict[str, Any]:
     """Add the service's own error answers to every operation of `schema` (in place)."""
     components = schema.setdefault("components", {}).setdefault("schemas", {})
@@ -48,7 +59,7 @@ def document_service_errors(schema: dict[str, Any]) -> dict[str, Any]:
             if "requestBody" in operation:
                 responses.setdefault("413", _error_response("413"))
             if path != LIVE_PATH:
-                responses.setdefault("503", _error_response("503"))
+                _add_database_unavailable(responses)
     return schema
 
 

@@ -137,6 +137,25 @@ class Settings(BaseSettings):
     cookie_samesite: Literal["lax", "strict", "none"] = "lax"
     registration_enabled: bool = True
     public_base_url: str = "http://localhost:8000"
+    # Password hashing, per process: hashes at once, and requests that may wait for one
+    # (beyond them: 503 PASSWORD_HASHING_BUSY at once).
+    max_concurrent_password_hashes: int = Field(default=2, ge=1)
+    max_waiting_password_hashes: int = Field(default=4, ge=0)
+
+    # Throttles, counted in Postgres per client address and per account (roster_auth's
+    # ThrottleConfig says how). The client address is the socket's peer, or the forwarded one
+    # when the server trusts the proxy (ROSTER_FORWARDED_ALLOW_IPS).
+    throttle_enabled: bool = True
+    throttle_login_window_seconds: int = Field(default=15 * 60, ge=1)
+    throttle_login_failures_per_account_and_address: int = Field(default=5, ge=1)
+    throttle_login_failures_per_address: int = Field(default=50, ge=1)
+    throttle_login_failures_per_account: int = Field(default=10, ge=1)
+    throttle_registration_window_seconds: int = Field(default=3600, ge=1)
+    throttle_registrations_per_address: int = Field(default=10, ge=1)
+    throttle_registrations_per_email: int = Field(default=5, ge=1)
+    throttle_mail_window_seconds: int = Field(default=3600, ge=1)
+    throttle_mail_requests_per_address: int = Field(default=10, ge=1)
+    throttle_mail_requests_per_email: int = Field(default=3, ge=1)
 
     # Mail: SMTP when a host is set; otherwise development logs whole mails and production
     # logs only that a mail was due.

@@ -1,0 +1,86 @@
+"""Refusals that are not about the request's content but about load: the client should come
+back later. They are HTTP exceptions carrying their status, code and `Retry-After`, because
+they can be raised under FastAPI Users' own routes too (a password change hashes), which
+would not map a domain error; FastAPI answers them as `{"detail": code}`, the service's one
+error shape."""
+
+import math
+from typing import Any, ClassVar, Final
+
+from fastapi import HTTPException, status
+from fastapi_users.router.common import ErrorModel
+
+PASSWORD_HASHING_BUSY: Final = "PASSWORD_HASHING_BUSY"  # noqa: S105 (an error code)
+TOO_MANY_REQUESTS: Final = "TOO_MANY_REQUESTS"
+
+
+def retry_after_header(seconds: float) -> dict[str, str]:
+    """`Retry-After` in whole seconds, at least 1 (RFC 9110 allows no fractions)."""
+    return {"Retry-After": str(max(1, math.ceil(seconds)))}
+
+
+class RetryLaterError(HTTPException):
+    code: ClassVar[str]
+    status_code_of_class: ClassVar[int]
+
+    def __init__(self, retry_after_seconds: float) -> None:
+        super().__init__(
+            self.status_code_of_class,
+            detail=self.code,
+            headers=retry_after_header(retry_after_seconds),
+        )
+        self.retry_after_seconds = max(1, math.ceil(retry_after_seconds))
+
+
+class PasswordHashingBusyError(RetryLaterError):
+    """Every hashing slot is taken and the queue for them is full."""
+
+    code = PASSWORD_HASHING_BUSY
+    status_code_of_class = status.HTTP_503_SERVICE_UNAVAILABLE
+
+
+class TooManyRequestsError(RetryLaterError):
+    """A throttle's limit is reached for this client address or account."""
+
+    code = TOO_MANY_REQUESTS
+    status_code_of_class = status.HTTP_429_TOO_MANY_REQUESTS
+
+
+_RETRY_AFTER: Final = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again.",
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+
+
+def retry_later_responses(
+    *, hashes: bool = False, throttled: bool = False
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` for a route that hashes a password (503) or is throttled (429)."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    if throttled:
+        responses[status.HTTP_429_TOO_MANY_REQUESTS] = {
+            "model": ErrorModel,
+            "description": f"`{TOO_MANY_REQUESTS}`: too many attempts from this client address "
+            "or for this account; try again after `Retry-After` seconds.",
+            "headers": _RETRY_AFTER,
+        }
+    if hashes:
+        responses[status.HTTP_503_SERVICE_UNAVAILABLE] = {
+            "model": ErrorModel,
+            "description": f"`{PASSWORD_HASHING_BUSY}`: every password hashing slot is taken "
+            "and the queue for them is full; try again after `Retry-After` seconds.",
+            "headers": _RETRY_AFTER,
+        }
+    return responses
+
+
+__all__ = [
+    "PASSWORD_HASHING_BUSY",
+    "TOO_MANY_REQUESTS",
+    "PasswordHashingBusyError",
+    "RetryLaterError",
+    "TooManyRequestsError",
+    "retry_later_responses",
+]
