@@ -138,7 +138,8 @@ async def test_an_unhandled_error_logs_its_traceback_without_the_requests_secret
     async with serve(app) as client:
         response = await client.post(
             "/test-only/explode",
-            **({"data": body} if body_kind == "form" else {"json": body}),
+            data=body if body_kind == "form" else None,
+            json=body if body_kind == "json" else None,
             headers={
                 "Authorization": f"Bearer {CANARY_TOKEN}",
                 "Cookie": f"{auth_config.cookie_name}={CANARY_COOKIE}",
