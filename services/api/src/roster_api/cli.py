@@ -26,7 +26,7 @@ from roster_api import migrations, seed
 from roster_api.accounts import SuperuserOutcome, create_or_promote_superuser
 from roster_api.database import database_url_for, display_url
 from roster_api.logging import configure_logging
-from roster_api.settings import Settings, load_settings, variable_name
+from roster_api.settings import PRODUCTION_REFUSAL, Settings, load_settings, variable_name
 from roster_db.embedded import EmbeddedPostgresMissingError
 
 APP_FACTORY = "roster_api.app:create_app_from_environment"
@@ -62,7 +62,8 @@ def settings_or_exit() -> Settings:
     try:
         settings = load_settings()
     except ValidationError as error:
-        for problem in error.errors():
+        problems = error.errors()
+        for problem in problems:
             location = ".".join(str(part) for part in problem["loc"])
             name = variable_name(location) if location else "configuration"
             message = str(problem["msg"]).removeprefix("Value error, ")
@@ -70,6 +71,13 @@ def settings_or_exit() -> Settings:
                 f"[bold red]invalid configuration:[/] {name}: {message}"
                 if location
                 else f"[bold red]invalid configuration:[/] {message}",
+                highlight=False,
+            )
+        if any(PRODUCTION_REFUSAL in str(problem["msg"]) for problem in problems):
+            # Production is the default: say how to ask for development instead.
+            error_console.print(
+                f"To run on this machine with the embedded Postgres and the marked development "
+                f"secrets, set {variable_name('environment')}=development.",
                 highlight=False,
             )
         raise typer.Exit(2) from None

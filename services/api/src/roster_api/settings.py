@@ -1,8 +1,9 @@
 """The service's configuration: the only place in roster that reads the environment.
 
 Every variable starts with `ROSTER_` and may also come from a `.env` file in the working
-directory. In production the service refuses to start on a missing, short or placeholder secret,
-and the message names the variable to fix.
+directory. The environment is production unless `ROSTER_ENVIRONMENT=development` asks otherwise;
+in production the service refuses to start on a missing, short or placeholder secret, and the
+message names the variable to fix.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from roster_db.embedded import asyncpg_url
 
 ENV_PREFIX: Final = "ROSTER_"
 MIN_SECRET_BYTES: Final = 32
+# How every production refusal begins, so that the command line can add what to do instead.
+PRODUCTION_REFUSAL: Final = "refusing to start in production"
 
 # Lower-cased fragments that mark a value someone meant to replace.
 PLACEHOLDER_FRAGMENTS: Final = (
@@ -99,7 +102,9 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
-    environment: Environment = Environment.DEVELOPMENT
+    # Production unless development is asked for: a deployment that forgets the variable must
+    # refuse the published development secrets, not sign tokens with them.
+    environment: Environment = Environment.PRODUCTION
 
     # Database. Unset: the `roster` command starts an embedded Postgres (development only).
     database_url: SecretStr | None = None
@@ -184,8 +189,8 @@ class Settings(BaseSettings):
         problems: list[str] = []
         if self.database_url is None:
             problems.append(
-                f"{variable_name('database_url')} is not set "
-                "(production never starts the embedded Postgres)"
+                f"{variable_name('database_url')} is not set (production never starts the "
+                f"embedded Postgres: set {variable_name('environment')}=development for it)"
             )
         seen: dict[str, str] = {}
         for name in SECRET_FIELDS:
@@ -211,7 +216,7 @@ class Settings(BaseSettings):
                 f"{variable_name('smtp_password')}, or neither"
             )
         if problems:
-            raise ValueError("refusing to start in production: " + "; ".join(problems))
+            raise ValueError(f"{PRODUCTION_REFUSAL}: " + "; ".join(problems))
         return self
 
     @property
@@ -270,6 +275,7 @@ def load_settings(**overrides: Any) -> Settings:
 
 __all__ = [
     "DEVELOPMENT_SECRETS",
+    "PRODUCTION_REFUSAL",
     "Environment",
     "LogFormat",
     "Settings",
