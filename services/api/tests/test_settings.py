@@ -119,7 +119,10 @@ def test_production_is_the_default_and_development_is_asked_for(
     assert "ROSTER_ACCESS_TOKEN_SECRET is not set" in message
     assert "set ROSTER_ENVIRONMENT=development" in message
 
-    assert Settings(_env_file=None, database_url=PRODUCTION_URL, **GOOD_SECRETS).is_production
+    monkeypatch.setenv("ROSTER_DATABASE_URL", PRODUCTION_URL)
+    for name, value in GOOD_SECRETS.items():
+        monkeypatch.setenv(variable_name(name), value)
+    assert Settings(_env_file=None).is_production
     monkeypatch.setenv("ROSTER_ENVIRONMENT", "development")
     assert Settings(_env_file=None).environment is Environment.DEVELOPMENT
 
