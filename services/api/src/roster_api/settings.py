@@ -120,6 +120,19 @@ class Settings(BaseSettings):
     database_pool_recycle_seconds: float = Field(default=1800.0, gt=0)
     database_pool_timeout_seconds: float = Field(default=10.0, gt=0)
     database_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Time limits on each of the service's connections (0: none). `roster migrate` runs without
+    # them: a migration may rewrite a whole table, and it waits on purpose for the migration
+    # lock of a concurrent run. Past a limit a request answers 503 with Retry-After.
+    # Every statement roster sends reads an index or one page (the bench's slowest take tens of
+    # milliseconds): one still running after 10 s is a fault or an attack, and it holds one of
+    # the pool's 20 connections that long.
+    database_statement_timeout_seconds: float = Field(default=10.0, ge=0)
+    # Writers hold a group's row lock for one short transaction (milliseconds); a request that
+    # waits 3 s for it is queued behind something wrong, holding a pooled connection meanwhile.
+    database_lock_timeout_seconds: float = Field(default=3.0, ge=0)
+    # Longer than any pause inside a request's transaction (a password hash, a mail sent within
+    # the SMTP timeout of 10 s); ends a transaction a stuck request left open, and its locks.
+    database_idle_in_transaction_timeout_seconds: float = Field(default=30.0, ge=0)
     data_dir: Path | None = None
     migrations_dir: Path | None = None
 
