@@ -387,6 +387,62 @@ async def test_production_is_the_default_and_serve_says_what_to_set(
     assert not data_dir.exists()
 
 
+# --- serve -----------------------------------------------------------------------------------
+
+SERVED_DATABASE_URL = "postgresql+asyncpg://roster:pw@127.0.0.1:1/roster"
+# What `roster serve` tells uvicorn about connections and proxies.
+LIMIT_OPTIONS = (
+    "http",
+    "limit_concurrency",
+    "timeout_keep_alive",
+    "h11_max_incomplete_event_size",
+    "proxy_headers",
+    "forwarded_allow_ips",
+)
+
+
+async def test_serve_hands_uvicorn_the_connection_limits(
+    uvicorn_runs: list[dict[str, Any]],
+) -> None:
+    result = await roster("serve", database_url=SERVED_DATABASE_URL)
+    assert result.exit_code == 0, result.output
+    [run] = uvicorn_runs
+    assert run["app"] == "roster_api.app:create_app_from_environment"
+    assert {name: run[name] for name in LIMIT_OPTIONS} == {
+        "http": "h11",
+        "limit_concurrency": 100,
+        "timeout_keep_alive": 5,
+        "h11_max_incomplete_event_size": 16 * 1024,
+        # uvicorn would believe X-Forwarded-For from 127.0.0.1; roster believes nobody's.
+        "proxy_headers": False,
+        "forwarded_allow_ips": None,
+    }
+
+
+async def test_serve_takes_the_connection_limits_from_the_settings(
+    uvicorn_runs: list[dict[str, Any]],
+) -> None:
+    result = await roster(
+        "serve",
+        database_url=SERVED_DATABASE_URL,
+        ROSTER_HTTP_PARSER="httptools",
+        ROSTER_LIMIT_CONCURRENCY="40",
+        ROSTER_TIMEOUT_KEEP_ALIVE_SECONDS="2",
+        ROSTER_H11_MAX_INCOMPLETE_EVENT_SIZE="8192",
+        ROSTER_FORWARDED_ALLOW_IPS="10.0.0.5,10.1.0.0/16",
+    )
+    assert result.exit_code == 0, result.output
+    [run] = uvicorn_runs
+    assert {name: run[name] for name in LIMIT_OPTIONS} == {
+        "http": "httptools",
+        "limit_concurrency": 40,
+        "timeout_keep_alive": 2,
+        "h11_max_incomplete_event_size": 8192,
+        "proxy_headers": True,
+        "forwarded_allow_ips": "10.0.0.5,10.1.0.0/16",
+    }
+
+
 async def test_without_a_url_nor_the_embedded_extra_the_commands_say_what_to_do(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

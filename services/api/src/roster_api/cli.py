@@ -131,6 +131,21 @@ def require_migrated(settings: Settings, url: str) -> None:
         )
 
 
+def connection_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's limits on connections and what it believes of proxies, from the settings."""
+    trusted_proxies = settings.forwarded_allow_ips
+    return {
+        "http": settings.http_parser,
+        "limit_concurrency": settings.limit_concurrency,
+        "timeout_keep_alive": settings.timeout_keep_alive_seconds,
+        "h11_max_incomplete_event_size": settings.h11_max_incomplete_event_size,
+        # uvicorn believes X-Forwarded-For from 127.0.0.1 unless told otherwise: roster believes
+        # no one until the proxies are named, so a client cannot choose its own address.
+        "proxy_headers": trusted_proxies is not None,
+        "forwarded_allow_ips": trusted_proxies,
+    }
+
+
 def browsable_host(host: str) -> str:
     return "localhost" if host in {"0.0.0.0", "::", ""} else host  # noqa: S104
 
@@ -191,6 +206,7 @@ def serve(
             # The app logs each request itself, without query strings (they may hold tokens).
             access_log=False,
             timeout_graceful_shutdown=10,
+            **connection_options(settings),
         )
     if embedded:
         console.print("Stopped the API and the embedded Postgres.")

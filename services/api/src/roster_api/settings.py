@@ -163,6 +163,31 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = []
     max_body_size: int = Field(default=1024 * 1024, ge=0)
 
+    # Connections, per worker process (`roster serve` hands them to uvicorn). Production runs
+    # behind a reverse proxy (README): these bound what reaches this process, not the internet.
+    # Past this many open connections or running requests, uvicorn answers 503 at once. One
+    # worker serves a few hundred requests a second through its 20 pooled connections (the
+    # bench): 100 in flight is already a queue of a fraction of a second, and answering 503 at
+    # once beats queueing towards the 10 s pool timeout. Idle keep-alive connections count too,
+    # so keep it above the proxy's upstream keep-alive pool. At least 2: uvicorn counts the
+    # asking connection itself, so N serves N - 1 at once.
+    limit_concurrency: int = Field(default=100, ge=2)
+    # uvicorn's own default: an idle keep-alive connection is closed after 5 s, so idle clients
+    # give their place under `limit_concurrency` back. A proxy's upstream idle timeout must be
+    # shorter, or it may reuse a connection just as it is closed.
+    timeout_keep_alive_seconds: int = Field(default=5, ge=1)
+    # h11 (uvicorn's pure-Python parser) refuses a request line and headers larger than this
+    # with a 400 (h11's own default, 16 KiB: a JWT and a cookie fit many times over).
+    # httptools, faster by ~50 us a request, a percent or two of roster's cost per request,
+    # accepts any size (10 MB of one header, tried): choose it only behind a proxy that bounds
+    # request heads itself.
+    h11_max_incomplete_event_size: int = Field(default=16 * 1024, ge=1024)
+    http_parser: Literal["h11", "httptools"] = "h11"
+    # The proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (comma-separated
+    # addresses or networks, `*` for any). Unset, nobody's are: the client is the socket's
+    # peer (uvicorn on its own would trust 127.0.0.1).
+    forwarded_allow_ips: str | None = None
+
     # Logs: JSON lines in production, readable lines in development, unless set.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: LogFormat | None = None
@@ -179,6 +204,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    @field_validator("forwarded_allow_ips", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("log_level", mode="before")
     @classmethod
