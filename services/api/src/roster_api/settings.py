@@ -123,9 +123,9 @@ class Settings(BaseSettings):
     # Time limits on each of the service's connections (0: none). `roster migrate` runs without
     # them: a migration may rewrite a whole table, and it waits on purpose for the migration
     # lock of a concurrent run. Past a limit a request answers 503 with Retry-After.
-    # Every statement roster sends reads an index or one page (the bench's slowest take tens of
-    # milliseconds): one still running after 10 s is a fault or an attack, and it holds one of
-    # the pool's 20 connections that long.
+    # Every statement roster sends reads through an index, at most one page of rows (the tests
+    # check the plans): one still running after 10 s is a fault or an attack, and it holds one
+    # of the pool's 20 connections that long.
     database_statement_timeout_seconds: float = Field(default=10.0, ge=0)
     # Writers hold a group's row lock for one short transaction (milliseconds); a request that
     # waits 3 s for it is queued behind something wrong, holding a pooled connection meanwhile.
@@ -166,9 +166,9 @@ class Settings(BaseSettings):
     # Connections, per worker process (`roster serve` hands them to uvicorn). Production runs
     # behind a reverse proxy (README): these bound what reaches this process, not the internet.
     # Past this many open connections or running requests, uvicorn answers 503 at once. One
-    # worker serves a few hundred requests a second through its 20 pooled connections (the
-    # bench): 100 in flight is already a queue of a fraction of a second, and answering 503 at
-    # once beats queueing towards the 10 s pool timeout. Idle keep-alive connections count too,
+    # worker serves about 100 to 300 requests a second through its 20 pooled connections
+    # (bench/RESULTS.md): 100 in flight is already a queue of up to a second, and answering 503
+    # at once beats queueing towards the 10 s pool timeout. Idle keep-alive connections count too,
     # so keep it above the proxy's upstream keep-alive pool. At least 2: uvicorn counts the
     # asking connection itself, so N serves N - 1 at once.
     limit_concurrency: int = Field(default=100, ge=2)
