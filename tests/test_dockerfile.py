@@ -203,6 +203,8 @@ def test_final_image_holds_the_environment_and_migrations_and_runs_as_non_root(
     env = env_of(final)
     assert env["PATH"].startswith("/app/.venv/bin:")
     assert env["ROSTER_MIGRATIONS_DIR"] == "/app/migrations"
+    # Started without compose (`docker run`), the image still refuses development secrets.
+    assert env["ROSTER_ENVIRONMENT"] == "production"
     (cmd,) = [command for command in final if command.cmd == "CMD"]
     assert cmd.json, "exec form, so that roster is PID 1 and receives SIGTERM"
     assert cmd.value[:2] == ("roster", "serve")

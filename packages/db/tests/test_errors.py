@@ -69,6 +69,7 @@ async def test_a_plain_sql_error_is_neither_conflict_nor_unavailability(
     assert errors.sqlstate_of(caught.value) == "42P01"
     assert not errors.is_database_unavailable(caught.value)
     assert not errors.is_unique_violation(caught.value)
+    assert not errors.is_time_limit_exceeded(caught.value)
 
 
 def _closed_port() -> int:
@@ -162,3 +163,48 @@ async def test_engine_errors_do_not_quote_statement_parameters(database_url: str
         await engine.dispose()
     assert "division by zero" in str(caught.value)
     assert "hash-of-a-password" not in str(caught.value)
+
+
+async def test_a_statement_past_statement_timeout_is_a_time_limit(database_url: str) -> None:
+    engine = create_engine(database_url, statement_timeout_seconds=0.1)
+    try:
+        with pytest.raises(DBAPIError) as caught:
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT pg_sleep(5)"))
+    finally:
+        await engine.dispose()
+    assert errors.sqlstate_of(caught.value) == "57014"
+    assert errors.is_time_limit_exceeded(caught.value)
+    assert not errors.is_database_unavailable(caught.value)
+    assert not errors.is_retryable(caught.value)
+
+
+async def test_a_lock_waited_for_past_lock_timeout_is_a_time_limit(database_url: str) -> None:
+    holder_engine = create_engine(database_url, pool_size=1, max_overflow=0)
+    engine = create_engine(database_url, pool_size=1, max_overflow=0, lock_timeout_seconds=0.1)
+    key = {"key": uuid.uuid4().int >> 65}  # a lock no other test takes
+    try:
+        async with holder_engine.connect() as holder:
+            await holder.execute(text("SELECT pg_advisory_lock(:key)"), key)
+            with pytest.raises(DBAPIError) as caught:
+                async with engine.connect() as connection:
+                    await connection.execute(text("SELECT pg_advisory_lock(:key)"), key)
+            await holder.execute(text("SELECT pg_advisory_unlock(:key)"), key)
+    finally:
+        await engine.dispose()
+        await holder_engine.dispose()
+    assert errors.sqlstate_of(caught.value) == "55P03"
+    assert errors.is_time_limit_exceeded(caught.value)
+    assert not errors.is_database_unavailable(caught.value)
+
+
+def test_time_limit_codes_are_recognised_whoever_wraps_them() -> None:
+    class ReportedError(Exception):
+        def __init__(self, sqlstate: str) -> None:
+            super().__init__(sqlstate)
+            self.sqlstate = sqlstate
+
+    for code in ("57014", "55P03", "25P03"):
+        wrapped = DBAPIError("SELECT 1", None, ReportedError(code))
+        assert errors.is_time_limit_exceeded(wrapped), code
+    assert not errors.is_time_limit_exceeded(DBAPIError("SELECT 1", None, ReportedError("40P01")))

@@ -56,6 +56,44 @@ async def test_a_one_off_engine_closes_its_connection_when_the_block_fails(
     assert _pooled_connections(engines[0]) == 0
 
 
+async def _timeouts(connection: AsyncConnection) -> tuple[str, ...]:
+    names = ("statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout")
+    return tuple(
+        [str((await connection.execute(text(f"SHOW {name}"))).scalar_one()) for name in names]
+    )
+
+
+async def test_engine_sets_the_time_limits_on_every_connection(database_url: str) -> None:
+    engine = create_engine(
+        database_url,
+        pool_size=2,
+        max_overflow=0,
+        statement_timeout_seconds=1.5,
+        lock_timeout_seconds=0.25,
+        idle_in_transaction_session_timeout_seconds=30,
+    )
+    try:
+        async with engine.connect() as first, engine.connect() as second:
+            assert await _timeouts(first) == ("1500ms", "250ms", "30s")
+            assert await _timeouts(second) == ("1500ms", "250ms", "30s")
+    finally:
+        await engine.dispose()
+
+
+async def test_engine_without_time_limits_keeps_the_servers(database_url: str) -> None:
+    engine = create_engine(database_url, pool_size=1, max_overflow=0)
+    try:
+        async with engine.connect() as connection:
+            assert await _timeouts(connection) == ("0", "0", "0")
+    finally:
+        await engine.dispose()
+
+
+def test_engine_refuses_a_negative_time_limit() -> None:
+    with pytest.raises(ValueError, match="lock_timeout"):
+        create_engine("postgresql+asyncpg://localhost/roster", lock_timeout_seconds=-1)
+
+
 async def test_session_scope_commits_on_success_and_rolls_back_on_error(
     db_connection: AsyncConnection, db_sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:

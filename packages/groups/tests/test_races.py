@@ -1,5 +1,6 @@
 """Concurrent requests on separate connections with real commits: the database decides, and
-the losers get a 409, never a 500 or a second row."""
+the losers get a 409, never a 500 or a second row; and only a group's members ever wait for its
+row lock."""
 
 import asyncio
 from collections import Counter
@@ -17,6 +18,8 @@ from roster_groups.models import GroupRole, Membership, UserGroup
 from .conftest import add_group, build_app, make_people, serve
 
 CONTENDERS = 8
+# Far longer than any answer here takes when nothing makes it wait.
+WAIT_LIMIT_SECONDS = 5.0
 
 
 @pytest_asyncio.fixture
@@ -183,3 +186,51 @@ async def test_deleting_an_owners_account_while_the_other_owner_leaves(
     assert deletion.status_code == 204, deletion.text
     assert leaving.status_code in {204, 409}, leaving.text
     assert await owners_of(committing_sessionmaker, group_id) == 1
+
+
+async def test_a_non_member_never_waits_for_a_groups_row_lock(
+    committing_client: httpx.AsyncClient,
+    auth: RosterAuth,
+    committing_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """While another transaction holds the group's row lock, every write a stranger tries is a
+    404 at once, while the owner's write waits for the lock (so it really was held)."""
+    people = await make_people(auth, committing_sessionmaker, "owner", "stranger", "joiner")
+    owner, stranger = people["owner"], people["stranger"]
+    group_id = await add_group(committing_sessionmaker, "Held", {owner.id: GroupRole.OWNER})
+    members = f"/groups/{group_id}/members"
+    async with committing_sessionmaker() as holder:
+        await holder.exec(select(UserGroup.id).where(UserGroup.id == group_id).with_for_update())
+        owners_write = asyncio.ensure_future(
+            committing_client.patch(
+                f"/groups/{group_id}", json={"description": "waited"}, headers=owner.headers
+            )
+        )
+        try:
+            strangers_writes = await asyncio.wait_for(
+                asyncio.gather(
+                    committing_client.post(
+                        members,
+                        json={"user_id": str(people["joiner"].id), "role": "member"},
+                        headers=stranger.headers,
+                    ),
+                    committing_client.delete(f"{members}/{stranger.id}", headers=stranger.headers),
+                    committing_client.patch(
+                        f"{members}/{owner.id}", json={"role": "member"}, headers=stranger.headers
+                    ),
+                    committing_client.patch(
+                        f"/groups/{group_id}", json={"name": "Mine"}, headers=stranger.headers
+                    ),
+                    committing_client.delete(f"/groups/{group_id}", headers=stranger.headers),
+                ),
+                timeout=WAIT_LIMIT_SECONDS,
+            )
+            assert not owners_write.done()
+        finally:
+            await holder.rollback()
+    assert [r.status_code for r in strangers_writes] == [404] * 5, [
+        r.text for r in strangers_writes
+    ]
+    released = await asyncio.wait_for(owners_write, timeout=WAIT_LIMIT_SECONDS)
+    assert released.status_code == 200, released.text
+    assert released.json()["description"] == "waited"

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import typer
+import uvicorn
 from sqlalchemy import Select, func, select
 from typer.testing import CliRunner, Result
 
@@ -47,9 +48,24 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     root.setLevel(level)
 
 
-async def roster(*args: str, database_url: str | None = None, **env: str) -> Result:
+@pytest.fixture
+def uvicorn_runs(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """What `roster serve` hands `uvicorn.run`, recorded instead of serving."""
+    runs: list[dict[str, Any]] = []
+
+    def record(app: str, **options: Any) -> None:
+        runs.append({"app": app, **options})
+
+    monkeypatch.setattr(uvicorn, "run", record)
+    return runs
+
+
+async def roster(*args: str, database_url: str | None = None, **env: str | None) -> Result:
+    """`roster ARGS...` in development mode (production is the default: tests of production
+    set ROSTER_ENVIRONMENT themselves, or None to leave it unset)."""
     environment: dict[str, str | None] = {
         **ISOLATED_ENVIRONMENT,
+        "ROSTER_ENVIRONMENT": "development",
         "ROSTER_MIGRATIONS_DIR": str(MIGRATIONS_DIR),
         "ROSTER_LOG_LEVEL": "WARNING",
         # Wide enough that rich does not wrap the lines the tests read.
@@ -197,6 +213,7 @@ async def test_create_superuser_prompts_for_what_is_missing(
     runner_input = f"asked@example.com\n{DEFAULT_PASSWORD}\n{DEFAULT_PASSWORD}\n"
     environment = {
         **ISOLATED_ENVIRONMENT,
+        "ROSTER_ENVIRONMENT": "development",
         "ROSTER_MIGRATIONS_DIR": str(MIGRATIONS_DIR),
         "ROSTER_DATABASE_URL": url,
         "COLUMNS": "250",
@@ -334,6 +351,78 @@ async def test_production_refuses_to_serve_with_a_missing_secret() -> None:
     assert result.exit_code == 2
     assert "ROSTER_RESET_PASSWORD_SECRET is a placeholder value" in result.output
     assert "ROSTER_VERIFY_SECRET is not set" in result.output
+
+
+async def test_production_is_the_default_and_serve_says_what_to_set(
+    tmp_path: Path, uvicorn_runs: list[dict[str, Any]]
+) -> None:
+    data_dir = tmp_path / "data"
+    result = await roster("serve", ROSTER_ENVIRONMENT=None, ROSTER_DATA_DIR=str(data_dir))
+    assert uvicorn_runs == []
+    assert result.exit_code == 2, result.output
+    output = " ".join(result.output.split())
+    assert "ROSTER_DATABASE_URL is not set" in output
+    assert "ROSTER_ACCESS_TOKEN_SECRET is not set" in output
+    assert "set ROSTER_ENVIRONMENT=development" in output
+    # Refused before anything started: no embedded Postgres, no development secrets.
+    assert "embedded Postgres in" not in output
+    assert not data_dir.exists()
+
+
+# --- serve -----------------------------------------------------------------------------------
+
+SERVED_DATABASE_URL = "postgresql+asyncpg://roster:pw@127.0.0.1:1/roster"
+# What `roster serve` tells uvicorn about connections and proxies.
+LIMIT_OPTIONS = (
+    "http",
+    "limit_concurrency",
+    "timeout_keep_alive",
+    "h11_max_incomplete_event_size",
+    "proxy_headers",
+    "forwarded_allow_ips",
+)
+
+
+async def test_serve_hands_uvicorn_the_connection_limits(
+    uvicorn_runs: list[dict[str, Any]],
+) -> None:
+    result = await roster("serve", database_url=SERVED_DATABASE_URL)
+    assert result.exit_code == 0, result.output
+    [run] = uvicorn_runs
+    assert run["app"] == "roster_api.app:create_app_from_environment"
+    assert {name: run[name] for name in LIMIT_OPTIONS} == {
+        "http": "h11",
+        "limit_concurrency": 100,
+        "timeout_keep_alive": 5,
+        "h11_max_incomplete_event_size": 16 * 1024,
+        # uvicorn would believe X-Forwarded-For from 127.0.0.1; roster believes nobody's.
+        "proxy_headers": False,
+        "forwarded_allow_ips": None,
+    }
+
+
+async def test_serve_takes_the_connection_limits_from_the_settings(
+    uvicorn_runs: list[dict[str, Any]],
+) -> None:
+    result = await roster(
+        "serve",
+        database_url=SERVED_DATABASE_URL,
+        ROSTER_HTTP_PARSER="httptools",
+        ROSTER_LIMIT_CONCURRENCY="40",
+        ROSTER_TIMEOUT_KEEP_ALIVE_SECONDS="2",
+        ROSTER_H11_MAX_INCOMPLETE_EVENT_SIZE="8192",
+        ROSTER_FORWARDED_ALLOW_IPS="10.0.0.5,10.1.0.0/16",
+    )
+    assert result.exit_code == 0, result.output
+    [run] = uvicorn_runs
+    assert {name: run[name] for name in LIMIT_OPTIONS} == {
+        "http": "httptools",
+        "limit_concurrency": 40,
+        "timeout_keep_alive": 2,
+        "h11_max_incomplete_event_size": 8192,
+        "proxy_headers": True,
+        "forwarded_allow_ips": "10.0.0.5,10.1.0.0/16",
+    }
 
 
 async def test_without_a_url_nor_the_embedded_extra_the_commands_say_what_to_do(

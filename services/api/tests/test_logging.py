@@ -1,20 +1,34 @@
 """Logs: one JSON object a line in production, structured fields kept, secrets blanked, and
-access lines without query strings."""
+access lines without query strings; an unhandled error's traceback without frame locals."""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from typing import Any, Final
 
 import pytest
+from fastapi import Request
 
 from roster_api.app import create_app
-from roster_api.logging import REDACTED, build_formatter
+from roster_api.logging import REDACTED, build_formatter, configure_logging
 from roster_api.settings import LogFormat
 from roster_auth.testing import config_for_tests
 
 from .conftest import UNREACHABLE_DATABASE_URL, make_settings, serve
+
+# Values that must never reach a log line, whatever the format.
+CANARY_PASSWORD: Final = "canary-password-4f0c1e9a"
+CANARY_COOKIE: Final = "canary-cookie-8d2e41b7"
+CANARY_TOKEN: Final = "canary-bearer-3b9a77c5"
+CANARIES: Final = (CANARY_PASSWORD, CANARY_COOKIE, CANARY_TOKEN)
+PRODUCTION_SECRETS: Final = {
+    "access_token_secret": "Zq3v7Xb1Lw9Rk2Tn5Hj8Mf4Pd6Sc0Ga-access",
+    "reset_password_secret": "Yp2u6Wa0Kv8Qj1Sm4Gi7Le3Oc5Rb9Fz-reset",
+    "verify_secret": "Xo1t5Vz9Ju7Pi0Rl3Fh6Kd2Nb4Qa8Ey-verify",
+}
 
 
 def render(record: logging.LogRecord, log_format: LogFormat = LogFormat.JSON) -> str:
@@ -80,3 +94,73 @@ async def test_the_access_log_leaves_out_query_strings(caplog: pytest.LogCapture
     assert (event["method"], event["path"], event["status"]) == ("GET", "/health/live", 200)
     assert event["duration_ms"] >= 0
     assert "very-secret-reset-token" not in json.dumps(event)
+
+
+@pytest.fixture
+def restored_root_logger() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.usefixtures("restored_root_logger")
+@pytest.mark.parametrize("log_format", list(LogFormat))
+@pytest.mark.parametrize("body_kind", ["form", "json"])
+async def test_an_unhandled_error_logs_its_traceback_without_the_requests_secrets(
+    log_format: LogFormat, body_kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The service in production, with its own log configuration, answers a request carrying
+    a password, a session cookie and a bearer token with an unhandled error, while the
+    raising frame holds all three in local variables: the log has the traceback, no secret."""
+    auth_config = config_for_tests()
+    settings = make_settings(
+        environment="production",
+        database_url=UNREACHABLE_DATABASE_URL,
+        log_format=log_format,
+        **PRODUCTION_SECRETS,
+    )
+    app = create_app(settings, auth_config=auth_config)
+
+    @app.post("/test-only/explode")
+    async def explode(request: Request) -> None:
+        body: Any = await request.form() if body_kind == "form" else await request.json()
+        password = body["password"]
+        cookie = request.cookies[auth_config.cookie_name]
+        authorization = request.headers["authorization"]
+        raise RuntimeError(f"failed with {len(password) + len(cookie) + len(authorization)}")
+
+    # What `roster serve` configures, writing to stderr (captured here).
+    configure_logging("INFO", log_format)
+    capsys.readouterr()
+    body = {"username": "someone@example.com", "password": CANARY_PASSWORD}
+    async with serve(app) as client:
+        response = await client.post(
+            "/test-only/explode",
+            data=body if body_kind == "form" else None,
+            json=body if body_kind == "json" else None,
+            headers={
+                "Authorization": f"Bearer {CANARY_TOKEN}",
+                "Cookie": f"{auth_config.cookie_name}={CANARY_COOKIE}",
+            },
+        )
+    log = capsys.readouterr().err
+
+    assert response.status_code == 500
+    # The traceback is there, down to the raising frame...
+    assert "unhandled error" in log
+    assert "RuntimeError" in log
+    assert "explode" in log
+    if log_format is LogFormat.JSON:
+        [event] = [
+            json.loads(line)
+            for line in log.splitlines()
+            if json.loads(line)["event"] == "unhandled error"
+        ]
+        [exception] = event["exception"]
+        assert exception["exc_type"] == "RuntimeError"
+        assert exception["frames"][-1]["name"] == "explode"
+    # ...and none of what the request carried.
+    leaked = [canary for canary in CANARIES if canary in log]
+    assert leaked == []

@@ -3,6 +3,7 @@ variable to fix."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -142,7 +143,33 @@ def test_development_runs_on_marked_development_secrets() -> None:
     assert settings.resolved_log_format is LogFormat.CONSOLE
 
 
+def without_roster_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in os.environ:
+        if name.startswith("ROSTER_"):
+            monkeypatch.delenv(name)
+
+
+def test_production_is_the_default_and_development_is_asked_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    without_roster_variables(monkeypatch)
+    with pytest.raises(ValidationError) as raised:
+        Settings(_env_file=None)
+    message = str(raised.value)
+    assert "refusing to start in production" in message
+    assert "ROSTER_ACCESS_TOKEN_SECRET is not set" in message
+    assert "set ROSTER_ENVIRONMENT=development" in message
+
+    monkeypatch.setenv("ROSTER_DATABASE_URL", PRODUCTION_URL)
+    for name, value in GOOD_SECRETS.items():
+        monkeypatch.setenv(variable_name(name), value)
+    assert Settings(_env_file=None).is_production
+    monkeypatch.setenv("ROSTER_ENVIRONMENT", "development")
+    assert Settings(_env_file=None).environment is Environment.DEVELOPMENT
+
+
 def test_environment_variables_are_read_with_the_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROSTER_ENVIRONMENT", "development")
     monkeypatch.setenv("ROSTER_DATABASE_URL", "postgresql://u:p@h:5432/d")
     monkeypatch.setenv("ROSTER_CORS_ORIGINS", "https://a.example, https://b.example")
     monkeypatch.setenv("ROSTER_MAX_BODY_SIZE", "2048")

@@ -9,6 +9,7 @@ from roster_db.errors import (
     is_database_unavailable,
     is_foreign_key_violation,
     is_retryable,
+    is_time_limit_exceeded,
     is_unique_violation,
     sqlstate_of,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "is_database_unavailable",
     "is_foreign_key_violation",
     "is_retryable",
+    "is_time_limit_exceeded",
     "is_unique_violation",
     "mapper_registry",
     "metadata",

@@ -1,5 +1,6 @@
 """Database errors in the terms upper layers answer with: conflict (409), missing (404),
-unavailable (503). Classified by SQLSTATE, never by driver exception class."""
+unavailable or over a time limit (503). Classified by SQLSTATE, never by driver exception
+class."""
 
 import enum
 from collections.abc import Iterator
@@ -17,6 +18,20 @@ class SQLState(enum.StrEnum):
     NOT_NULL_VIOLATION = "23502"
     SERIALIZATION_FAILURE = "40001"
     DEADLOCK_DETECTED = "40P01"
+    QUERY_CANCELED = "57014"
+    LOCK_NOT_AVAILABLE = "55P03"
+    IDLE_IN_TRANSACTION_SESSION_TIMEOUT = "25P03"
+
+
+# statement_timeout (57014), lock_timeout (55P03) and idle_in_transaction_session_timeout
+# (25P03, reported when the server ends the session).
+_TIME_LIMIT_CODES: Final = frozenset(
+    {
+        SQLState.QUERY_CANCELED,
+        SQLState.LOCK_NOT_AVAILABLE,
+        SQLState.IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
+    }
+)
 
 
 # Class 08 (connection exception), 57P01-57P03 (shutdown, cannot connect now), 53300 (too many
@@ -76,6 +91,14 @@ def is_retryable(error: BaseException) -> bool:
     transactions (a deadlock, a serialization failure): the same request may succeed if sent
     again, so it deserves a 503 with Retry-After rather than a 500."""
     return sqlstate_of(error) in {SQLState.SERIALIZATION_FAILURE, SQLState.DEADLOCK_DETECTED}
+
+
+def is_time_limit_exceeded(error: BaseException) -> bool:
+    """True when the server gave up on a statement for one of the connection's time limits: it
+    ran past `statement_timeout`, waited for a lock past `lock_timeout`, or its transaction sat
+    idle past `idle_in_transaction_session_timeout`. Nothing was written; the request may succeed
+    later, so it deserves a 503 with Retry-After rather than a 500."""
+    return sqlstate_of(error) in _TIME_LIMIT_CODES
 
 
 def is_database_unavailable(error: BaseException) -> bool:

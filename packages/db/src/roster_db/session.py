@@ -1,6 +1,7 @@
 """Engine and session factories. Nothing connects at import time: the application builds
 these in its lifespan and disposes of them on shutdown."""
 
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -21,10 +22,33 @@ def create_engine(
     connect_timeout: float = 10.0,
     echo: bool = False,
     hide_parameters: bool = True,
+    statement_timeout_seconds: float | None = None,
+    lock_timeout_seconds: float | None = None,
+    idle_in_transaction_session_timeout_seconds: float | None = None,
 ) -> AsyncEngine:
-    """An async engine for a `postgresql+asyncpg://` URL."""
+    """An async engine for a `postgresql+asyncpg://` URL.
+
+    The three timeouts become the Postgres settings of the same names on every connection the
+    engine opens: a statement running longer is cancelled (SQLSTATE 57014), a lock waited for
+    longer is given up (55P03), a transaction left idle longer ends its session. None keeps the
+    server's value; 0 means no limit, as in Postgres."""
     if make_url(url).drivername != "postgresql+asyncpg":
         raise ValueError("roster needs a postgresql+asyncpg:// database URL")
+    timeouts = {
+        "statement_timeout": statement_timeout_seconds,
+        "lock_timeout": lock_timeout_seconds,
+        "idle_in_transaction_session_timeout": idle_in_transaction_session_timeout_seconds,
+    }
+    # Sent in the startup packet: no extra round trip per connection, and no pooled connection
+    # can miss them.
+    server_settings = {
+        name: _milliseconds(name, seconds)
+        for name, seconds in timeouts.items()
+        if seconds is not None
+    }
+    connect_args: dict[str, object] = {"timeout": connect_timeout}
+    if server_settings:
+        connect_args["server_settings"] = server_settings
     return _create_async_engine(
         url,
         pool_size=pool_size,
@@ -35,9 +59,17 @@ def create_engine(
         echo=echo,
         # Statement parameters (password hashes, tokens) stay out of error messages and logs.
         hide_parameters=hide_parameters,
-        # asyncpg's own connect timeout, so an unreachable server fails fast instead of hanging.
-        connect_args={"timeout": connect_timeout},
+        # asyncpg's own connect timeout (`timeout`), so an unreachable server fails fast
+        # instead of hanging.
+        connect_args=connect_args,
     )
+
+
+def _milliseconds(name: str, seconds: float) -> str:
+    if seconds < 0:
+        raise ValueError(f"{name} cannot be negative")
+    # Rounded up: a positive limit below one millisecond must not become 0, "no limit".
+    return str(math.ceil(seconds * 1000))
 
 
 def create_sessionmaker(

@@ -7,9 +7,10 @@ whatever the page size.
 
 Changes to a group's memberships lock the group row first (`FOR NO KEY UPDATE`, which does not
 block the foreign-key checks of concurrent inserts), so two owners who leave at the same time
-cannot both pass the "another owner remains" check. Uniqueness is left to the database: the
-service flushes and maps the SQLSTATE of the violation, so racing requests get a 409, not a
-500.
+cannot both pass the "another owner remains" check. Only members (and superusers) take that
+lock: anyone else is refused before they could queue behind, or hold up, the group's writers.
+Uniqueness is left to the database: the service flushes and maps the SQLSTATE of the
+violation, so racing requests get a 409, not a 500.
 """
 
 import uuid
@@ -121,14 +122,25 @@ async def authorize(
     always do). A non-member learns nothing: the group is "not found".
 
     `lock` first takes the group's row lock for the rest of the transaction, in a statement of
-    its own: a request that waited for the lock then reads the role as the previous holder left
-    it (a statement's snapshot predates its lock wait), so a demotion that just committed
-    counts. Without a lock, one statement."""
+    its own that joins the caller's membership: Postgres locks only the rows a query returns,
+    so a non-member gets no row, takes no lock and never waits behind the group's writers
+    (superusers, who may act on any group, lock it directly). A request that waited for the
+    lock then reads the role again, as the previous holder left it (a statement's snapshot
+    predates its lock wait), so a demotion or removal that just committed counts. Without a
+    lock, one statement."""
     if lock:
-        locked = await session.exec(
-            select(UserGroup.id).where(UserGroup.id == group_id).with_for_update(key_share=True)
-        )
+        lockable = select(UserGroup.id).where(UserGroup.id == group_id)
+        if not user.is_superuser:
+            lockable = lockable.join(
+                Membership,
+                and_(
+                    col(Membership.group_id) == UserGroup.id,
+                    col(Membership.user_id) == user.id,
+                ),
+            )
+        locked = await session.exec(lockable.with_for_update(key_share=True, of=UserGroup))
         if locked.first() is None:
+            # No such group, or the caller was not a member when the statement ran.
             raise GroupNotFoundError
     statement = (
         select(UserGroup, Membership.role)

@@ -146,6 +146,11 @@ def create_app(
             pool_pre_ping=settings.database_pool_pre_ping,
             pool_recycle_seconds=settings.database_pool_recycle_seconds,
             connect_timeout=settings.database_connect_timeout_seconds,
+            statement_timeout_seconds=settings.database_statement_timeout_seconds,
+            lock_timeout_seconds=settings.database_lock_timeout_seconds,
+            idle_in_transaction_session_timeout_seconds=(
+                settings.database_idle_in_transaction_timeout_seconds
+            ),
         )
         logger.info(
             "roster API starting",

@@ -26,7 +26,7 @@ from roster_api import migrations, seed
 from roster_api.accounts import SuperuserOutcome, create_or_promote_superuser
 from roster_api.database import database_url_for, display_url
 from roster_api.logging import configure_logging
-from roster_api.settings import Settings, load_settings, variable_name
+from roster_api.settings import PRODUCTION_REFUSAL, Settings, load_settings, variable_name
 from roster_db.embedded import EmbeddedPostgresMissingError
 
 APP_FACTORY = "roster_api.app:create_app_from_environment"
@@ -62,7 +62,8 @@ def settings_or_exit() -> Settings:
     try:
         settings = load_settings()
     except ValidationError as error:
-        for problem in error.errors():
+        problems = error.errors()
+        for problem in problems:
             location = ".".join(str(part) for part in problem["loc"])
             name = variable_name(location) if location else "configuration"
             message = str(problem["msg"]).removeprefix("Value error, ")
@@ -70,6 +71,13 @@ def settings_or_exit() -> Settings:
                 f"[bold red]invalid configuration:[/] {name}: {message}"
                 if location
                 else f"[bold red]invalid configuration:[/] {message}",
+                highlight=False,
+            )
+        if any(PRODUCTION_REFUSAL in str(problem["msg"]) for problem in problems):
+            # Production is the default: say how to ask for development instead.
+            error_console.print(
+                f"To run on this machine with the embedded Postgres and the marked development "
+                f"secrets, set {variable_name('environment')}=development.",
                 highlight=False,
             )
         raise typer.Exit(2) from None
@@ -121,6 +129,21 @@ def require_migrated(settings: Settings, url: str) -> None:
             f"the database {display_url(url)} is at revision {current or '(none)'}, the code "
             f"needs {head}: run `roster migrate upgrade` first"
         )
+
+
+def connection_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's limits on connections and what it believes of proxies, from the settings."""
+    trusted_proxies = settings.forwarded_allow_ips
+    return {
+        "http": settings.http_parser,
+        "limit_concurrency": settings.limit_concurrency,
+        "timeout_keep_alive": settings.timeout_keep_alive_seconds,
+        "h11_max_incomplete_event_size": settings.h11_max_incomplete_event_size,
+        # uvicorn believes X-Forwarded-For from 127.0.0.1 unless told otherwise: roster believes
+        # no one until the proxies are named, so a client cannot choose its own address.
+        "proxy_headers": trusted_proxies is not None,
+        "forwarded_allow_ips": trusted_proxies,
+    }
 
 
 def browsable_host(host: str) -> str:
@@ -183,6 +206,7 @@ def serve(
             # The app logs each request itself, without query strings (they may hold tokens).
             access_log=False,
             timeout_graceful_shutdown=10,
+            **connection_options(settings),
         )
     if embedded:
         console.print("Stopped the API and the embedded Postgres.")

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from roster_db import is_database_unavailable, is_retryable, sqlstate_of
+from roster_db import is_database_unavailable, is_retryable, is_time_limit_exceeded, sqlstate_of
 
 logger = logging.getLogger(__name__)
 
@@ -81,8 +81,9 @@ def log_unhandled(exc: Exception, path: str) -> None:
 
 def response_for_exception(exc: Exception, path: str) -> JSONResponse:
     """The answer for an exception no route handled: 503 when the database is away (asyncpg's
-    OSError/TimeoutError as well as SQLAlchemy's errors, from our code or FastAPI Users'),
-    an HTTP exception's own status, and otherwise a logged 500."""
+    OSError/TimeoutError as well as SQLAlchemy's errors, from our code or FastAPI Users'), when
+    it aborted a transaction for a concurrent one, or when a time limit cut a statement short;
+    an HTTP exception's own status; and otherwise a logged 500."""
     if isinstance(exc, StarletteHTTPException):
         return error_response(exc.status_code, exc.detail, headers=exc.headers)
     if is_database_unavailable(exc):
@@ -97,6 +98,14 @@ def response_for_exception(exc: Exception, path: str) -> JSONResponse:
         # conflict) with a concurrent one; nothing was written and a retry may succeed.
         logger.warning(
             "transaction aborted by a concurrent one",
+            extra={"path": path, "sqlstate": sqlstate_of(exc)},
+        )
+        return database_unavailable_response()
+    if is_time_limit_exceeded(exc):
+        # A statement, a lock wait or an idle transaction ran past the connection's limit:
+        # the server rolled it back; the database is busy for this request, not broken.
+        logger.warning(
+            "database time limit exceeded",
             extra={"path": path, "sqlstate": sqlstate_of(exc)},
         )
         return database_unavailable_response()

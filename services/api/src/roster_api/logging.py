@@ -3,6 +3,10 @@
 Everything logs through the standard library (`logging.getLogger(__name__)`, uvicorn,
 SQLAlchemy, the members); structlog's `ProcessorFormatter` renders the records, with fields from
 `extra={...}` kept as keys. A last processor blanks any field whose name says it holds a secret.
+
+Tracebacks never carry frame locals, in either format: a request's frames hold its scope (the
+Authorization and Cookie headers), its parsed body (passwords) and the service's configuration
+(secrets), and structlog's and rich's traceback renderers both show locals unless told not to.
 """
 
 from __future__ import annotations
@@ -55,9 +59,20 @@ def build_formatter(log_format: LogFormat) -> logging.Formatter:
     renderer: Processor
     if log_format is LogFormat.JSON:
         renderer = structlog.processors.JSONRenderer()
-        tail: list[Processor] = [structlog.processors.dict_tracebacks, renderer]
+        # Not `structlog.processors.dict_tracebacks`: its transformer keeps every frame's locals.
+        tracebacks = structlog.processors.ExceptionRenderer(
+            structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+        )
+        tail: list[Processor] = [tracebacks, renderer]
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        colors = sys.stderr.isatty()
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=colors,
+            # The default rich formatter shows each frame's locals.
+            exception_formatter=structlog.dev.RichTracebackFormatter(
+                show_locals=False, color_system="truecolor" if colors else None
+            ),
+        )
         tail = [renderer]
     return structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,

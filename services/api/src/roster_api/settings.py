@@ -1,10 +1,11 @@
 """The service's configuration: the only place in roster that reads the environment.
 
 Every variable starts with `ROSTER_` and may also come from a `.env` file in the working
-directory. The secrets are checked here and only here (roster-auth takes them as given): a secret
-that is set must be at least 32 bytes, counted in UTF-8 as the HS256 key it becomes, and differ
-from the others; production also refuses a missing or placeholder one. The message names the
-variable to fix.
+directory. The environment is production unless `ROSTER_ENVIRONMENT=development` asks otherwise.
+The secrets are checked here and only here (roster-auth takes them as given): a secret that is set
+must be at least 32 bytes, counted in UTF-8 as the HS256 key it becomes, and differ from the
+others; production also refuses a missing or placeholder one. The message names the variable to
+fix.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from roster_db.embedded import asyncpg_url
 ENV_PREFIX: Final = "ROSTER_"
 # An HS256 key shorter than the hash output (256 bits) weakens the signature (RFC 7518, 3.2).
 MIN_SECRET_BYTES: Final = 32
+# How every production refusal begins, so that the command line can add what to do instead.
+PRODUCTION_REFUSAL: Final = "refusing to start in production"
 
 # Lower-cased fragments that mark a value someone meant to replace.
 PLACEHOLDER_FRAGMENTS: Final = (
@@ -108,7 +111,9 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
-    environment: Environment = Environment.DEVELOPMENT
+    # Production unless development is asked for: a deployment that forgets the variable must
+    # refuse the published development secrets, not sign tokens with them.
+    environment: Environment = Environment.PRODUCTION
 
     # Database. Unset: the `roster` command starts an embedded Postgres (development only).
     database_url: SecretStr | None = None
@@ -124,6 +129,19 @@ class Settings(BaseSettings):
     database_pool_recycle_seconds: float = Field(default=1800.0, gt=0)
     database_pool_timeout_seconds: float = Field(default=10.0, gt=0)
     database_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Time limits on each of the service's connections (0: none). `roster migrate` runs without
+    # them: a migration may rewrite a whole table, and it waits on purpose for the migration
+    # lock of a concurrent run. Past a limit a request answers 503 with Retry-After.
+    # Every statement roster sends reads through an index, at most one page of rows (the tests
+    # check the plans): one still running after 10 s is a fault or an attack, and it holds one
+    # of the pool's 20 connections that long.
+    database_statement_timeout_seconds: float = Field(default=10.0, ge=0)
+    # Writers hold a group's row lock for one short transaction (milliseconds); a request that
+    # waits 3 s for it is queued behind something wrong, holding a pooled connection meanwhile.
+    database_lock_timeout_seconds: float = Field(default=3.0, ge=0)
+    # Longer than any pause inside a request's transaction (a password hash, a mail sent within
+    # the SMTP timeout of 10 s); ends a transaction a stuck request left open, and its locks.
+    database_idle_in_transaction_timeout_seconds: float = Field(default=30.0, ge=0)
     data_dir: Path | None = None
     migrations_dir: Path | None = None
 
@@ -173,6 +191,31 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = []
     max_body_size: int = Field(default=1024 * 1024, ge=0)
 
+    # Connections, per worker process (`roster serve` hands them to uvicorn). Production runs
+    # behind a reverse proxy (README): these bound what reaches this process, not the internet.
+    # Past this many open connections or running requests, uvicorn answers 503 at once. One
+    # worker serves about 100 to 300 requests a second through its 20 pooled connections
+    # (bench/RESULTS.md): 100 in flight is already a queue of up to a second, and answering 503
+    # at once beats queueing towards the 10 s pool timeout. Idle keep-alive connections count too,
+    # so keep it above the proxy's upstream keep-alive pool. At least 2: uvicorn counts the
+    # asking connection itself, so N serves N - 1 at once.
+    limit_concurrency: int = Field(default=100, ge=2)
+    # uvicorn's own default: an idle keep-alive connection is closed after 5 s, so idle clients
+    # give their place under `limit_concurrency` back. A proxy's upstream idle timeout must be
+    # shorter, or it may reuse a connection just as it is closed.
+    timeout_keep_alive_seconds: int = Field(default=5, ge=1)
+    # h11 (uvicorn's pure-Python parser) refuses a request line and headers larger than this
+    # with a 400 (h11's own default, 16 KiB: a JWT and a cookie fit many times over).
+    # httptools, faster by ~50 us a request, a percent or two of roster's cost per request,
+    # accepts any size (10 MB of one header, tried): choose it only behind a proxy that bounds
+    # request heads itself.
+    h11_max_incomplete_event_size: int = Field(default=16 * 1024, ge=1024)
+    http_parser: Literal["h11", "httptools"] = "h11"
+    # The proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (comma-separated
+    # addresses or networks, `*` for any). Unset, nobody's are: the client is the socket's
+    # peer (uvicorn on its own would trust 127.0.0.1).
+    forwarded_allow_ips: str | None = None
+
     # Logs: JSON lines in production, readable lines in development, unless set.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: LogFormat | None = None
@@ -189,6 +232,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    @field_validator("forwarded_allow_ips", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -211,7 +259,7 @@ class Settings(BaseSettings):
         if self.is_production:
             problems.extend(self._production_problems())
         if problems:
-            refusal = "refusing to start in production: " if self.is_production else ""
+            refusal = f"{PRODUCTION_REFUSAL}: " if self.is_production else ""
             raise ValueError(refusal + "; ".join(problems))
         return self
 
@@ -239,8 +287,8 @@ class Settings(BaseSettings):
         problems: list[str] = []
         if self.database_url is None:
             problems.append(
-                f"{variable_name('database_url')} is not set "
-                "(production never starts the embedded Postgres)"
+                f"{variable_name('database_url')} is not set (production never starts the "
+                f"embedded Postgres: set {variable_name('environment')}=development for it)"
             )
         if self.smtp_host is not None and (self.smtp_username is None) != (
             self.smtp_password is None
@@ -307,6 +355,7 @@ def load_settings(**overrides: Any) -> Settings:
 
 __all__ = [
     "DEVELOPMENT_SECRETS",
+    "PRODUCTION_REFUSAL",
     "Environment",
     "LogFormat",
     "Settings",
