@@ -19,7 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from roster_auth import AuthConfig, OutboxMailer, RosterAuth, ThrottleConfig
 from roster_auth.models import ThrottleCounter
-from roster_auth.testing import DEFAULT_PASSWORD, config_for_tests, create_user
+from roster_auth.testing import DEFAULT_PASSWORD, bearer_headers, config_for_tests, create_user
 from roster_auth.throttle import client_address
 
 from .conftest import BASE_URL, build_app
@@ -360,3 +360,36 @@ def test_throttle_limits_must_be_positive(throttled_config: AuthConfig) -> None:
 def test_client_addresses_are_counted_by_what_one_client_holds(host: str, counted_as: str) -> None:
     request = Request({"type": "http", "client": (host, 40000), "headers": []})
     assert client_address(request) == counted_as
+
+
+async def test_wrong_current_passwords_are_throttled_like_failed_logins(
+    throttled_config: AuthConfig,
+    db_sessionmaker: Sessionmaker,
+    make_user: Callable[..., Awaitable[Any]],
+    clock: Clock,
+) -> None:
+    """A stolen token cannot guess the current password at leisure: wrong ones on
+    `PATCH /users/me` count with the login failures of that account and address."""
+    auth = RosterAuth(throttled_config)
+    victim = await make_user(email=VICTIM)
+    headers = await bearer_headers(auth, victim)
+    limit = throttled_config.throttle.login_failures_per_account_and_address
+    window = throttled_config.throttle.login_window_seconds
+    change = {"display_name": "Taken Over", "email": "thief@example.net"}
+    async with running(auth, db_sessionmaker) as replica:
+        thief = await replica.client(ATTACKER)
+        for _ in range(limit):
+            response = await thief.patch(
+                "/users/me", headers=headers, json={**change, "current_password": WRONG_PASSWORD}
+            )
+            assert response.status_code == 400, response.text
+            assert response.json()["detail"]["code"] == "UPDATE_USER_BAD_CURRENT_PASSWORD"
+        # Now even the right password is refused from that address, and so is a login.
+        right = {**change, "current_password": DEFAULT_PASSWORD}
+        assert_throttled(await thief.patch("/users/me", headers=headers, json=right), window)
+        assert_throttled(await login(thief, VICTIM, DEFAULT_PASSWORD), window)
+        # The owner, elsewhere, is not locked out.
+        owner = await replica.client(OWNER_ADDRESS)
+        assert (await login(owner, VICTIM, DEFAULT_PASSWORD)).status_code == 200
+        me = await owner.get("/users/me", headers=headers)
+        assert me.json()["email"] == VICTIM
