@@ -5,16 +5,12 @@ from datetime import datetime
 from typing import Annotated, Any, Final
 
 from fastapi_users import schemas
-from pydantic import AfterValidator, Field, StringConstraints, model_validator
+from pydantic import Field, StrictBool, model_validator
 
 from roster_auth.models import DISPLAY_NAME_MAX_LENGTH
-from roster_db.text import single_line
+from roster_db.text import SingleLine
 
-DisplayName = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, max_length=DISPLAY_NAME_MAX_LENGTH),
-    AfterValidator(single_line),
-]
+DisplayName = Annotated[str, SingleLine(max_length=DISPLAY_NAME_MAX_LENGTH)]
 
 # Columns that cannot hold NULL. FastAPI Users' schemas accept null for them, which the
 # database then refuses (a 500); here a null is read as "not given".
@@ -41,6 +37,10 @@ class UserRead(schemas.BaseUser[uuid.UUID]):
 
 
 class UserCreate(schemas.BaseUserCreate):
+    # Strict: a flag is true or false, not 0, "no" or 1.0 (which the schema does not allow).
+    is_active: StrictBool | None = True
+    is_superuser: StrictBool | None = False
+    is_verified: StrictBool | None = False
     display_name: DisplayName | None = None
 
     _nulls_are_absent = model_validator(mode="before")(_drop_nulls)
@@ -50,6 +50,9 @@ class UserUpdate(schemas.BaseUserUpdate):
     """Fields left out, or null where the column cannot be null, stay as they are; a null
     `display_name` clears it."""
 
+    is_active: StrictBool | None = None
+    is_superuser: StrictBool | None = None
+    is_verified: StrictBool | None = None
     display_name: DisplayName | None = None
 
     _nulls_are_absent = model_validator(mode="before")(_drop_nulls)
