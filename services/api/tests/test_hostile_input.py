@@ -381,3 +381,34 @@ def test_the_schema_describes_form_fields_as_fastapi_reads_them() -> None:
 def test_the_jwt_logout_documents_its_204() -> None:
     schema = build_app(async_sessionmaker(class_=AsyncSession)).openapi()
     assert "204" in schema["paths"]["/auth/jwt/logout"]["post"]["responses"]
+
+
+async def test_nul_at_the_bottom_of_the_deepest_document_the_parser_takes_is_a_422(
+    admin_client: httpx.AsyncClient,
+) -> None:
+    depth = 900  # within the parser's limit, beyond what a recursive walk could follow
+    body = '{"name": ' + "[" * depth + '"\\u0000"' + "]" * depth + "}"
+    response = await admin_client.post(
+        "/groups", content=body, headers={"Content-Type": "application/json"}
+    )
+    error = the_error(response)
+    assert error["type"] == "string_nul"
+    assert error["loc"] == ["body", "name", *[0] * depth]
+
+
+async def test_addresses_are_internationalized_in_the_schema_as_they_are_stored(
+    db_sessionmaker: Sessionmaker,
+) -> None:
+    async with serve(build_app(db_sessionmaker)) as client:
+        schema = (await client.get("/openapi.json")).json()
+        registered = await client.post(
+            "/auth/register",
+            json={"email": "jörg@xn--bcher-kva.de", "password": DEFAULT_PASSWORD},
+        )
+    assert registered.status_code == 201, registered.text
+    # Stored and answered in Unicode: not the ASCII-only `email` format of JSON Schema.
+    assert registered.json()["email"] == "jörg@bücher.de"
+    assert '"format": "email"' not in json.dumps(schema)
+    components = schema["components"]["schemas"]
+    assert components["UserRead"]["properties"]["email"]["format"] == "idn-email"
+    assert components["UserCreate"]["properties"]["email"]["format"] == "idn-email"

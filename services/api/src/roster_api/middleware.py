@@ -76,24 +76,27 @@ def _string_problem(value: str) -> tuple[str, str] | None:
     return None
 
 
-def _document_problem(value: Any, loc: list[str | int]) -> InputProblem | None:
-    """The first string (key or value) in a parsed JSON document that cannot be stored."""
-    if isinstance(value, str):
-        found = _string_problem(value)
-        return InputProblem(found[0], loc, found[1]) if found else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found = _string_problem(key)
+def _document_problem(document: Any) -> InputProblem | None:
+    """The first string (key or value) in a parsed JSON document that cannot be stored, in
+    document order. Iterative: the parser accepts nesting deeper than a recursive walk could
+    follow."""
+    pending: list[tuple[Any, list[str | int]]] = [(document, ["body"])]
+    while pending:
+        value, loc = pending.pop()
+        children: list[tuple[Any, list[str | int]]] = []
+        if isinstance(value, str):
+            found = _string_problem(value)
             if found:
                 return InputProblem(found[0], loc, found[1])
-            problem = _document_problem(item, [*loc, key])
-            if problem:
-                return problem
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            problem = _document_problem(item, [*loc, index])
-            if problem:
-                return problem
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                found = _string_problem(key)
+                if found:
+                    return InputProblem(found[0], loc, found[1])
+                children.append((item, [*loc, key]))
+        elif isinstance(value, list):
+            children = [(item, [*loc, index]) for index, item in enumerate(value)]
+        pending.extend(reversed(children))
     return None
 
 
@@ -128,7 +131,7 @@ def json_body_problem(body: bytes) -> InputProblem | None:
         )
     except (ValueError, RecursionError):
         return InputProblem("json_invalid", ["body"], "JSON decode error")
-    return _document_problem(document, ["body"])
+    return _document_problem(document)
 
 
 def urlencoded_problem(encoded: bytes, location: str) -> InputProblem | None:

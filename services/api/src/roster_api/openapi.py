@@ -6,7 +6,8 @@ route but the liveness probe touches it), 413 and 415 wherever a body is accepte
 route (a NUL in the path or the query is refused before routing), and 401 on every route that
 takes credentials and does not say so already. Every free-text string a request carries gets
 a `pattern` that rules out NUL, as the middleware does, unless it already has a stricter one,
-and form fields are described as FastAPI reads them (no null; empty means absent)."""
+form fields are described as FastAPI reads them (no null; empty means absent), and addresses
+as email-validator reads them (internationalized: `idn-email`)."""
 
 from __future__ import annotations
 
@@ -45,25 +46,19 @@ NUL_FREE_PATTERN: Final = "^[^\\u0000]*$"
 # properties (FastAPI Users' schemas ignore them) may carry in them.
 NUL_FREE_JSON_NAME: Final = "NulFreeJson"
 NUL_FREE_JSON_REF: Final = {"$ref": f"#/components/schemas/{NUL_FREE_JSON_NAME}"}
+# No `type` and no `anyOf`: each keyword applies to the values of its own type only (a pattern
+# to strings, items to arrays), so the schema takes any value and says only where NUL may not be.
 NUL_FREE_JSON: Final = {
     "title": NUL_FREE_JSON_NAME,
     "description": "Any JSON value whose strings and keys hold no NUL character (U+0000).",
-    "anyOf": [
-        {"type": "string", "pattern": NUL_FREE_PATTERN},
-        {"type": "number"},
-        {"type": "boolean"},
-        {"type": "null"},
-        {"type": "array", "items": NUL_FREE_JSON_REF},
-        {
-            "type": "object",
-            "propertyNames": {"pattern": NUL_FREE_PATTERN},
-            "additionalProperties": NUL_FREE_JSON_REF,
-        },
-    ],
+    "pattern": NUL_FREE_PATTERN,
+    "items": NUL_FREE_JSON_REF,
+    "propertyNames": {"pattern": NUL_FREE_PATTERN},
+    "additionalProperties": NUL_FREE_JSON_REF,
 }
 # String formats whose own syntax already rules out NUL.
 _FORMATS_WITHOUT_NUL: Final = frozenset(
-    {"email", "uuid", "date", "date-time", "time", "duration", "uri", "ipv4", "ipv6"}
+    {"email", "idn-email", "uuid", "date", "date-time", "time", "duration", "uri", "ipv4", "ipv6"}
 )
 
 
@@ -112,6 +107,21 @@ def forbid_nul(schema: Any, components: dict[str, Any], visited: set[str]) -> No
 
 
 FORM_MEDIA_TYPE: Final = "application/x-www-form-urlencoded"
+
+
+def internationalize_emails(node: Any) -> None:
+    """Say `idn-email` where pydantic says `email`, in place. email-validator (behind
+    FastAPI Users' EmailStr) accepts internationalized addresses (RFC 6531: UTF-8 local parts,
+    IDN domains) and returns them in Unicode, as they are stored and answered; JSON Schema's
+    `email` is ASCII only."""
+    if isinstance(node, dict):
+        if node.get("format") == "email":
+            node["format"] = "idn-email"
+        for value in node.values():
+            internationalize_emails(value)
+    elif isinstance(node, list):
+        for value in node:
+            internationalize_emails(value)
 
 
 def _resolved(schema: Any, components: dict[str, Any]) -> Any:
@@ -176,6 +186,7 @@ def document_service_errors(schema: dict[str, Any]) -> dict[str, Any]:
                 forbid_nul(parameter.get("schema"), components, visited)
             if path != LIVE_PATH:
                 responses.setdefault("503", _error_response("503"))
+    internationalize_emails(schema)
     return schema
 
 
