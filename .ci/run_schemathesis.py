@@ -12,6 +12,7 @@ their reasons, in .ci/schemathesis.toml; the passes are below.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import re
@@ -238,7 +239,14 @@ def run_pass(
     print(f"\n==> schemathesis pass {test_pass.name!r} ({test_pass.user})", flush=True)
     lines: list[str] = []
     with subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command,
+        cwd=ROOT,
+        # st prints marks such as ✅ whatever the locale (CI's may be POSIX).
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        encoding="utf-8",
+        errors="replace",
     ) as st:
         assert st.stdout is not None
         for line in st.stdout:  # shown as it comes: a full pass takes minutes
@@ -290,6 +298,8 @@ def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str]) -> int:
     options = parse_arguments(argv)
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="replace")
     report_dir: Path = options.report_dir
     report_dir.mkdir(parents=True, exist_ok=True)
     log = report_dir / "server.log"

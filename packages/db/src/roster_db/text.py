@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
-from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic import AfterValidator, GetCoreSchemaHandler, GetJsonSchemaHandler, StringConstraints
 from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import core_schema
 
 _LINE_BREAKS_AND_TABS: Final = frozenset("\n\r\t")
 
@@ -81,18 +80,19 @@ class SingleLine:
     max_length: int
     min_length: int = 0
 
-    def __get_pydantic_core_schema__(
-        self, source: Any, handler: GetCoreSchemaHandler
-    ) -> core_schema.CoreSchema:
-        return core_schema.no_info_after_validator_function(
-            single_line,
-            core_schema.str_schema(
-                strip_whitespace=True, min_length=self.min_length, max_length=self.max_length
-            ),
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> Any:
+        return handler.generate_schema(
+            Annotated[
+                str,
+                StringConstraints(
+                    strip_whitespace=True, min_length=self.min_length, max_length=self.max_length
+                ),
+                AfterValidator(single_line),
+            ]
         )
 
     def __get_pydantic_json_schema__(
-        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+        self, schema: Any, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
         return {
             "type": "string",
@@ -110,15 +110,15 @@ class MultiLine:
 
     max_length: int
 
-    def __get_pydantic_core_schema__(
-        self, source: Any, handler: GetCoreSchemaHandler
-    ) -> core_schema.CoreSchema:
-        return core_schema.no_info_after_validator_function(
-            multi_line, core_schema.str_schema(max_length=self.max_length)
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> Any:
+        return handler.generate_schema(
+            Annotated[
+                str, StringConstraints(max_length=self.max_length), AfterValidator(multi_line)
+            ]
         )
 
     def __get_pydantic_json_schema__(
-        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+        self, schema: Any, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
         return {
             "type": "string",
