@@ -290,3 +290,24 @@ async def test_addresses_go_out_as_stored_without_being_checked_again(
     assert refused.status_code == 422
     schemas = (await client.get("/openapi.json")).json()["components"]["schemas"]
     assert schemas["UserRead"]["properties"]["email"]["format"] == "email"
+
+
+async def test_flags_are_booleans_not_numbers_or_words(
+    client: AsyncClient, make_user: MakeUser, jwt_login: Login
+) -> None:
+    # The schema says boolean; pydantic's lax mode would read 0, 0.0 or "no" as false.
+    await make_user(email="admin@example.org", is_superuser=True)
+    target = await make_user(email="rita@example.org")
+    admin = bearer(await jwt_login("admin@example.org"))
+    for flags in ({"is_active": 0}, {"is_verified": 0.0}, {"is_superuser": "no"}):
+        [field] = flags
+        updated = await client.patch(f"/users/{target.id}", headers=admin, json=flags)
+        assert updated.status_code == 422, updated.text
+        assert updated.json()["detail"][0]["loc"] == ["body", field]
+        created = await client.post(
+            "/users",
+            headers=admin,
+            json={"email": "sam@example.org", "password": DEFAULT_PASSWORD, **flags},
+        )
+        assert created.status_code == 422, created.text
+    assert (await client.get(f"/users/{target.id}", headers=admin)).json()["is_active"] is True

@@ -225,9 +225,17 @@ async def test_a_lone_surrogate_in_any_string_is_a_422_not_a_500(
     assert await count_users(db_sessionmaker) == 0
 
 
-@pytest.mark.parametrize("display_name", ["nul\u0000here", "bell\u0007", "line\nbreak"])
+@pytest.mark.parametrize(
+    ("display_name", "message"),
+    [
+        # NUL is refused before the route, in any text (test_hostile_input.py).
+        ("nul\u0000here", "NUL"),
+        ("bell\u0007", "control characters"),
+        ("line\nbreak", "control characters"),
+    ],
+)
 async def test_control_characters_in_a_display_name_are_a_422_not_a_database_error(
-    db_sessionmaker: Sessionmaker, display_name: str
+    db_sessionmaker: Sessionmaker, display_name: str, message: str
 ) -> None:
     body = {
         "email": "control@example.com",
@@ -239,7 +247,7 @@ async def test_control_characters_in_a_display_name_are_a_422_not_a_database_err
     assert response.status_code == 422, response.text
     [error] = response.json()["detail"]
     assert error["loc"] == ["body", "display_name"]
-    assert "control characters" in error["msg"]
+    assert message in error["msg"]
     assert await count_users(db_sessionmaker) == 0
 
 

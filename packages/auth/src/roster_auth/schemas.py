@@ -5,17 +5,13 @@ from datetime import datetime
 from typing import Annotated, Any, Final
 
 from fastapi_users import schemas
-from pydantic import AfterValidator, Field, StringConstraints, model_validator
+from pydantic import Field, StrictBool, StringConstraints, model_validator
 
 from roster_auth.models import DISPLAY_NAME_MAX_LENGTH
 from roster_auth.password import MAX_PASSWORD_LENGTH, MAX_RAW_PASSWORD_LENGTH
-from roster_db.text import single_line
+from roster_db.text import SingleLine
 
-DisplayName = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, max_length=DISPLAY_NAME_MAX_LENGTH),
-    AfterValidator(single_line),
-]
+DisplayName = Annotated[str, SingleLine(max_length=DISPLAY_NAME_MAX_LENGTH)]
 
 # Refused while parsing (422), before anything normalises, estimates or hashes it: no longer
 # text can be an acceptable password once normalised (see `roster_auth.password`).
@@ -51,6 +47,10 @@ class UserRead(schemas.BaseUser[uuid.UUID]):
 
 class UserCreate(schemas.BaseUserCreate):
     password: Password = Field(description=PASSWORD_DESCRIPTION)
+    # Strict: a flag is true or false, not 0, "no" or 1.0 (which the schema does not allow).
+    is_active: StrictBool | None = True
+    is_superuser: StrictBool | None = False
+    is_verified: StrictBool | None = False
     display_name: DisplayName | None = None
 
     _nulls_are_absent = model_validator(mode="before")(_drop_nulls)
@@ -61,6 +61,9 @@ class UserUpdate(schemas.BaseUserUpdate):
     `display_name` clears it."""
 
     password: Password | None = Field(default=None, description=PASSWORD_DESCRIPTION)
+    is_active: StrictBool | None = None
+    is_superuser: StrictBool | None = None
+    is_verified: StrictBool | None = None
     display_name: DisplayName | None = None
 
     _nulls_are_absent = model_validator(mode="before")(_drop_nulls)

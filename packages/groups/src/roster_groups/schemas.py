@@ -2,30 +2,16 @@
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
-from roster_db.text import multi_line, single_line
+from roster_db.text import MultiLine, SingleLine
 from roster_groups.models import GROUP_DESCRIPTION_MAX_LENGTH, GROUP_NAME_MAX_LENGTH, GroupRole
 
-GroupName = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=GROUP_NAME_MAX_LENGTH),
-    AfterValidator(single_line),
-]
-GroupDescription = Annotated[
-    str,
-    StringConstraints(max_length=GROUP_DESCRIPTION_MAX_LENGTH),
-    AfterValidator(multi_line),
-]
+GroupName = Annotated[str, SingleLine(min_length=1, max_length=GROUP_NAME_MAX_LENGTH)]
+GroupDescription = Annotated[str, MultiLine(max_length=GROUP_DESCRIPTION_MAX_LENGTH)]
 
 
 class _Input(BaseModel):
@@ -38,10 +24,16 @@ class GroupCreate(_Input):
     description: GroupDescription | None = None
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    # A published `"default": null` would tell clients that null is a value to send.
+    schema.pop("default", None)
+
+
 class GroupUpdate(_Input):
     """Only the fields sent are changed; `description: null` clears the description."""
 
-    name: GroupName | None = None
+    # Null is refused (below), so the schema does not offer it: left out means unchanged.
+    name: GroupName | SkipJsonSchema[None] = Field(default=None, json_schema_extra=_no_default)
     description: GroupDescription | None = None
 
     @model_validator(mode="after")

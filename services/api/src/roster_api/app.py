@@ -15,13 +15,13 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from roster_api.database import display_url
+from roster_api.errors import install_error_handlers
 from roster_api.health import create_health_router
 from roster_api.logging import configure_logging
 from roster_api.middleware import (
     AccessLogMiddleware,
-    BodySizeLimitMiddleware,
     ErrorResponseMiddleware,
-    LoneSurrogateMiddleware,
+    RequestInputMiddleware,
 )
 from roster_api.migrations import head_revision
 from roster_api.openapi import install_openapi
@@ -179,11 +179,11 @@ def create_app(
     app.include_router(create_health_router(expected_revision))
     app.state.auth = auth
 
-    # Innermost first: JSON bodies are checked for lone surrogates next to the routes, inside
-    # the body limit (so it only ever buffers bounded bodies), errors become JSON above them,
-    # CORS headers reach error answers too, and the access log sees the final status.
-    app.add_middleware(LoneSurrogateMiddleware)
-    app.add_middleware(BodySizeLimitMiddleware, max_body_size=settings.max_body_size)
+    install_error_handlers(app)
+
+    # Innermost first: input is bounded and checked next to the routes, errors become JSON
+    # above them, CORS headers reach error answers too, and the access log sees the final status.
+    app.add_middleware(RequestInputMiddleware, max_body_size=settings.max_body_size)
     app.add_middleware(ErrorResponseMiddleware)
     if settings.cors_origins:
         app.add_middleware(

@@ -4,15 +4,22 @@ with UPPER_SNAKE codes. The service adds its own codes for what happens outside 
 from __future__ import annotations
 
 import logging
+import math
+import re
 import traceback
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final
 
-from fastapi import status
+from fastapi import FastAPI, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from roster_db import is_database_unavailable, is_retryable, is_time_limit_exceeded, sqlstate_of
 
@@ -21,6 +28,7 @@ logger = logging.getLogger(__name__)
 DATABASE_UNAVAILABLE: Final = "DATABASE_UNAVAILABLE"
 DATABASE_NOT_MIGRATED: Final = "DATABASE_NOT_MIGRATED"
 REQUEST_BODY_TOO_LARGE: Final = "REQUEST_BODY_TOO_LARGE"
+UNSUPPORTED_MEDIA_TYPE: Final = "UNSUPPORTED_MEDIA_TYPE"
 INTERNAL_SERVER_ERROR: Final = "INTERNAL_SERVER_ERROR"
 
 # How long a client should wait before retrying while the database is away.
@@ -37,6 +45,25 @@ class ErrorBody(BaseModel):
 class RequestBodyTooLargeError(StarletteHTTPException):
     def __init__(self) -> None:
         super().__init__(status.HTTP_413_CONTENT_TOO_LARGE, REQUEST_BODY_TOO_LARGE)
+
+
+@dataclass(frozen=True)
+class InputProblem:
+    """One input error, answered as a 422 in FastAPI's validation shape (`detail`: a list of
+    errors with `type`, `loc`, `msg`), so clients read it like any other validation error."""
+
+    type: str
+    loc: list[str | int]
+    msg: str
+    ctx: dict[str, Any] = field(default_factory=dict)
+
+    def response(self) -> JSONResponse:
+        error: dict[str, Any] = {"type": self.type, "loc": self.loc, "msg": self.msg}
+        # Never echoed: the input is what could not be stored or rendered.
+        error["input"] = None
+        if self.ctx:
+            error["ctx"] = self.ctx
+        return JSONResponse({"detail": [error]}, status_code=422)
 
 
 def error_response(
@@ -113,15 +140,97 @@ def response_for_exception(exc: Exception, path: str) -> JSONResponse:
     return error_response(status.HTTP_500_INTERNAL_SERVER_ERROR, INTERNAL_SERVER_ERROR)
 
 
+# What FastAPI answers (400) when reading a body fails other than by a JSON syntax error: nesting
+# deeper than the parser's recursion limit, an integer of more than 4,300 digits.
+FASTAPI_BODY_PARSE_ERROR: Final = "There was an error parsing the body"
+
+# The 422 body echoes each error's input; JSON cannot hold bytes that are not UTF-8 (a body sent
+# as text/plain) nor non-finite floats (1e400 parses to inf), which would make the answer a 500.
+_RENDERABLE_INPUT: Final[dict[Any, Any]] = {
+    bytes: lambda value: value.decode("utf-8", "replace"),
+    float: lambda value: value if math.isfinite(value) else str(value),
+}
+
+
+async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422, with inputs that JSON can always render."""
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse(
+        {"detail": jsonable_encoder(exc.errors(), custom_encoder=_RENDERABLE_INPUT)},
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+    )
+
+
+_PATH_ITEMS_STATE: Final = "roster_path_items"
+_HTTP_METHODS: Final = frozenset({"get", "put", "post", "delete", "patch", "head", "options"})
+
+
+def _path_items(app: FastAPI) -> list[tuple[re.Pattern[str], list[str]]]:
+    """The published paths as regular expressions with their methods, most specific first:
+    OpenAPI matches a concrete path (`/users/me`) before a template (`/users/{id}`)."""
+    items: list[tuple[re.Pattern[str], list[str]]] | None = getattr(
+        app.state, _PATH_ITEMS_STATE, None
+    )
+    if items is None:
+        paths = app.openapi().get("paths", {})
+        ordered = sorted(paths.items(), key=lambda entry: entry[0].count("{"))
+        items = [
+            (
+                compile_path(template)[0],
+                sorted(method.upper() for method in item if method in _HTTP_METHODS),
+            )
+            for template, item in ordered
+        ]
+        setattr(app.state, _PATH_ITEMS_STATE, items)
+    return items
+
+
+def allowed_methods(app: FastAPI, path: str) -> list[str] | None:
+    """The methods of the published path that `path` is, or None for a path that is not
+    published (the docs). Starlette names only the methods of the first route whose path
+    matched, and `/users/me` is also matched by `/users/{id}`."""
+    for pattern, methods in _path_items(app):
+        if pattern.match(path):
+            return methods
+    return None
+
+
+async def http_error_handler(request: Request, exc: Exception) -> Any:
+    """FastAPI's answer for HTTP exceptions, with an `Allow` that lists every method of the
+    path, and 422 (as for every other body that cannot be read) instead of FastAPI's 400."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
+        methods = allowed_methods(request.app, request.scope.get("path", ""))
+        if methods is not None:
+            headers = {**(exc.headers or {}), "Allow": ", ".join(methods)}
+            exc = StarletteHTTPException(exc.status_code, exc.detail, headers=headers)
+    elif exc.status_code == status.HTTP_400_BAD_REQUEST and exc.detail == FASTAPI_BODY_PARSE_ERROR:
+        return InputProblem(
+            "json_invalid",
+            ["body"],
+            "The body could not be parsed (nested too deeply, or a number too long)",
+        ).response()
+    return await http_exception_handler(request, exc)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
+
+
 __all__ = [
     "DATABASE_NOT_MIGRATED",
     "DATABASE_UNAVAILABLE",
     "INTERNAL_SERVER_ERROR",
     "REQUEST_BODY_TOO_LARGE",
     "RETRY_AFTER_SECONDS",
+    "UNSUPPORTED_MEDIA_TYPE",
     "ErrorBody",
+    "InputProblem",
     "RequestBodyTooLargeError",
+    "allowed_methods",
     "database_unavailable_response",
     "error_response",
+    "install_error_handlers",
     "response_for_exception",
 ]

@@ -1,8 +1,7 @@
 """Pure ASGI middleware (no BaseHTTPMiddleware: it would buffer and re-wrap every request).
 
-- `BodySizeLimitMiddleware`: 413 in the common error shape, for a declared `Content-Length`
-  and for chunked bodies that grow past the limit while they are read.
-- `LoneSurrogateMiddleware`: 422 for a JSON body whose strings hold a lone UTF-16 surrogate.
+- `RequestInputMiddleware`: 413 for bodies over the limit, 415 for multipart, 422 for input
+  that no route can store or answer about (NUL, lone surrogates, NaN, bodies not UTF-8).
 - `ErrorResponseMiddleware`: whatever no route handled becomes 503 (database away) or 500.
 - `AccessLogMiddleware`: one structured line per request.
 """
@@ -14,6 +13,7 @@ import logging
 import re
 import time
 from typing import Any, Final
+from urllib.parse import unquote_plus
 
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
@@ -21,6 +21,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from roster_api.errors import (
     REQUEST_BODY_TOO_LARGE,
+    UNSUPPORTED_MEDIA_TYPE,
+    InputProblem,
     RequestBodyTooLargeError,
     error_response,
     response_for_exception,
@@ -30,7 +32,140 @@ from roster_api.logging import request_fields
 access_logger = logging.getLogger("roster_api.access")
 
 
-class BodySizeLimitMiddleware:
+# JSON media types, as FastAPI reads them: `application/json` and `application/<anything>+json`.
+def _is_json(media_type: str) -> bool:
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
+FORM_MEDIA_TYPE: Final = "application/x-www-form-urlencoded"
+
+# What sends a JSON body through the careful check: an escaped lone surrogate (the only way a
+# JSON text can carry a code point that UTF-8 cannot encode) or an escaped NUL, the non-JSON
+# constants Python's parser accepts, and a raw NUL (never valid JSON; UTF-16 and UTF-32 bodies
+# are full of them). A cheap scan of the raw bytes, so ordinary bodies are never parsed twice.
+_SUSPECT_JSON: Final = re.compile(rb"\\u(?:[dD][89a-fA-F][0-9a-fA-F]{2}|0000)|NaN|Infinity|\x00")
+# A NUL in a query string or a urlencoded body: escaped (all Starlette decodes) or raw.
+_NUL_URLENCODED: Final = re.compile(rb"%00|\x00")
+
+NUL_MESSAGE: Final = (
+    "Text must not contain the NUL character (U+0000): the database cannot store it"
+)
+SURROGATE_MESSAGE: Final = (
+    "Strings must be valid Unicode: the body holds a lone UTF-16 surrogate escape "
+    "(\\ud800 to \\udfff)"
+)
+
+
+class _NonJsonConstantError(ValueError):
+    pass
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NonJsonConstantError(name)
+
+
+def _string_problem(value: str) -> tuple[str, str] | None:
+    if "\x00" in value:
+        return "string_nul", NUL_MESSAGE
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "string_unicode", SURROGATE_MESSAGE
+    return None
+
+
+def _document_problem(document: Any) -> InputProblem | None:
+    """The first string (key or value) in a parsed JSON document that cannot be stored, in
+    document order. Iterative: the parser accepts nesting deeper than a recursive walk could
+    follow."""
+    pending: list[tuple[Any, list[str | int]]] = [(document, ["body"])]
+    while pending:
+        value, loc = pending.pop()
+        children: list[tuple[Any, list[str | int]]] = []
+        if isinstance(value, str):
+            found = _string_problem(value)
+            if found:
+                return InputProblem(found[0], loc, found[1])
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                found = _string_problem(key)
+                if found:
+                    return InputProblem(found[0], loc, found[1])
+                children.append((item, [*loc, key]))
+        elif isinstance(value, list):
+            children = [(item, [*loc, index]) for index, item in enumerate(value)]
+        pending.extend(reversed(children))
+    return None
+
+
+def json_body_problem(body: bytes) -> InputProblem | None:
+    """Why a JSON body cannot be taken as it is, or None (for almost every body, after one
+    scan of its bytes: `isascii` and a regular expression, both in C)."""
+    if not body.isascii():
+        try:
+            # Python's parser reads UTF-8-encoded surrogates (and other encodings); RFC 8259
+            # asks for UTF-8, so anything else is refused here.
+            body.decode("utf-8")
+        except UnicodeDecodeError as error:
+            return InputProblem(
+                "json_invalid",
+                ["body", error.start],
+                "The body is not valid UTF-8 (RFC 8259: JSON is exchanged as UTF-8)",
+            )
+    if _SUSPECT_JSON.search(body) is None:
+        return None
+    try:
+        document = json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
+    except _NonJsonConstantError as constant:
+        return InputProblem(
+            "json_invalid",
+            ["body"],
+            f"{constant} is not a JSON value (RFC 8259): send a number, a string or null",
+        )
+    except json.JSONDecodeError as error:
+        # FastAPI's own answer for a body it cannot decode, with the position.
+        return InputProblem(
+            "json_invalid", ["body", error.pos], "JSON decode error", {"error": error.msg}
+        )
+    except (ValueError, RecursionError):
+        return InputProblem("json_invalid", ["body"], "JSON decode error")
+    return _document_problem(document)
+
+
+def urlencoded_problem(encoded: bytes, location: str) -> InputProblem | None:
+    """A NUL in a query string or form body (`location`: "query" or "body"), named by its
+    field when the field's name is readable."""
+    if _NUL_URLENCODED.search(encoded) is None:
+        return None
+    for pair in encoded.split(b"&"):
+        if _NUL_URLENCODED.search(pair):
+            # Decoded as Starlette decodes names: bytes as Latin-1, then %-escapes as UTF-8.
+            name = unquote_plus(pair.partition(b"=")[0].decode("latin-1"))
+            if "\x00" not in name:
+                return InputProblem("string_nul", [location, name], NUL_MESSAGE)
+    return InputProblem("string_nul", [location], NUL_MESSAGE)
+
+
+class RequestInputMiddleware:
+    """Refuses, before any route sees it, input that no route can store or answer about.
+
+    - 413 for a body larger than `max_body_size`: a declared `Content-Length` is refused before
+      a byte is read, a chunked body when it grows past the limit.
+    - 415 for a multipart body: no route takes files, and Starlette honours a part's `charset`
+      (`unicode_escape` delivers lone surrogates and NULs to whatever reads the field). A route
+      that takes files one day needs an exception here.
+    - 422, in FastAPI's validation shape, for a NUL in the path, the query string or a
+      urlencoded body (Postgres refuses NUL in text: SQLSTATE 22021), and for a JSON body that
+      is not UTF-8, holds `NaN` or `Infinity` (not JSON; FastAPI's 422 would echo them and fail
+      to render), or holds a string with a NUL or a lone surrogate (which no UTF-8 encoder,
+      hence neither the password hasher nor asyncpg, accepts).
+
+    Only JSON and urlencoded bodies are buffered (bounded by the limit) and scanned; others
+    are streamed through the limit to the route. One layer for all of it: each ASGI layer
+    costs every request."""
+
     def __init__(self, app: ASGIApp, max_body_size: int) -> None:
         self.app = app
         self.max_body_size = max_body_size
@@ -39,90 +174,36 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = Headers(scope=scope).get("content-length")
+        problem = self._target_problem(scope)
+        if problem is not None:
+            await problem.response()(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_size:
-            # Refused before a byte of the body is read.
-            response = error_response(413, REQUEST_BODY_TOO_LARGE, headers={"Connection": "close"})
-            await response(scope, receive, send)
+            await _too_large()(scope, receive, send)
+            return
+        media_type = headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media_type.startswith("multipart/"):
+            await _unsupported_media_type(media_type)(scope, receive, send)
             return
 
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body_size:
-                    # Raised where the body is read: FastAPI answers an HTTPException raised
-                    # there with its status and detail.
-                    raise RequestBodyTooLargeError()
-            return message
-
-        await self.app(scope, limited_receive, send)
-
-
-# `\ud800` to `\udfff` escapes: the only way a JSON text can carry a code point that UTF-8 cannot
-# encode. A cheap scan of the raw bytes, so that ordinary bodies are never parsed twice.
-_SURROGATE_ESCAPE: Final = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
-
-
-def _holds_lone_surrogate(value: Any) -> bool:
-    if isinstance(value, str):
+        limited = self._limited(receive)
+        has_body = (declared is not None and declared != "0") or "transfer-encoding" in headers
+        is_json = _is_json(media_type)
+        if not has_body or not (is_json or media_type == FORM_MEDIA_TYPE):
+            await self.app(scope, limited, send)
+            return
         try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return True
-        return False
-    if isinstance(value, dict):
-        return any(_holds_lone_surrogate(k) or _holds_lone_surrogate(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_holds_lone_surrogate(item) for item in value)
-    return False
-
-
-class LoneSurrogateMiddleware:
-    """`{"password": "\\ud800"}` is valid JSON, and Python decodes it to a string that no
-    UTF-8 encoder (the password hasher, asyncpg) accepts: without this, any free-text field is
-    a 500 waiting to happen. Schemas cannot all opt in (FastAPI Users brings its own), so JSON
-    bodies are checked once, here, and refused with a 422 in FastAPI's validation shape. A
-    surrogate *pair* (an escaped emoji) decodes to one valid code point and passes."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        content_type = (
-            Headers(scope=scope).get("content-type", "") if scope["type"] == "http" else ""
-        )
-        if "json" not in content_type:
-            await self.app(scope, receive, send)
+            body = await self._read_body(limited)
+        except RequestBodyTooLargeError:
+            await _too_large()(scope, receive, send)
             return
-        chunks: list[bytes] = []
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away before sending its body
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        if _SURROGATE_ESCAPE.search(body) and self._lone_surrogate_in(body):
-            response = JSONResponse(
-                {
-                    "detail": [
-                        {
-                            "type": "string_unicode",
-                            "loc": ["body"],
-                            "msg": "Strings must be valid Unicode: the body holds a lone "
-                            "UTF-16 surrogate escape (\\ud800 to \\udfff)",
-                            "input": None,
-                        }
-                    ]
-                },
-                status_code=422,
-            )
-            await response(scope, receive, send)
+        if body is None:
+            return  # the client went away before sending its body
+        problem = json_body_problem(body) if is_json else urlencoded_problem(body, "body")
+        if problem is not None:
+            await problem.response()(scope, receive, send)
             return
 
         replayed = False
@@ -137,12 +218,56 @@ class LoneSurrogateMiddleware:
         await self.app(scope, replay_receive, send)
 
     @staticmethod
-    def _lone_surrogate_in(body: bytes) -> bool:
-        try:
-            document = json.loads(body)
-        except ValueError:
-            return False  # not JSON at all: the route's own 422 says so
-        return _holds_lone_surrogate(document)
+    def _target_problem(scope: Scope) -> InputProblem | None:
+        # Servers decode %00 in the path to a NUL; the query string stays encoded.
+        if "\x00" in scope.get("path", ""):
+            return InputProblem("string_nul", ["path"], NUL_MESSAGE)
+        query: bytes = scope.get("query_string", b"")
+        return urlencoded_problem(query, "query") if query else None
+
+    def _limited(self, receive: Receive) -> Receive:
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_size:
+                    # Raised where the body is read: FastAPI answers an HTTPException raised
+                    # there with its status and detail.
+                    raise RequestBodyTooLargeError()
+            return message
+
+        return limited_receive
+
+    @staticmethod
+    async def _read_body(receive: Receive) -> bytes | None:
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+def _too_large() -> JSONResponse:
+    # The rest of the body is never read: the connection cannot be reused.
+    return error_response(413, REQUEST_BODY_TOO_LARGE, headers={"Connection": "close"})
+
+
+def _unsupported_media_type(media_type: str) -> JSONResponse:
+    return error_response(
+        415,
+        {
+            "code": UNSUPPORTED_MEDIA_TYPE,
+            "reason": f"{media_type} bodies are not accepted: send the media type the "
+            "operation declares (application/json, or application/x-www-form-urlencoded "
+            "for the login forms)",
+        },
+    )
 
 
 class ErrorResponseMiddleware:
@@ -203,7 +328,8 @@ class AccessLogMiddleware:
 
 __all__ = [
     "AccessLogMiddleware",
-    "BodySizeLimitMiddleware",
     "ErrorResponseMiddleware",
-    "LoneSurrogateMiddleware",
+    "RequestInputMiddleware",
+    "json_body_problem",
+    "urlencoded_problem",
 ]
