@@ -1,6 +1,7 @@
 """The facade: one object, built from an `AuthConfig`, that hands the application its routers
 and the dependencies other members need (current active user, current superuser)."""
 
+import functools
 import uuid
 
 from fastapi import APIRouter, BackgroundTasks
@@ -17,6 +18,7 @@ from roster_auth.auth_routes import (
 )
 from roster_auth.backends import RequiredClaimsJWTStrategy, build_backends, jwt_strategy
 from roster_auth.config import AuthConfig
+from roster_auth.current import current_user_dependency
 from roster_auth.database import RosterUserDatabase
 from roster_auth.dependencies import UserDependency
 from roster_auth.errors import retry_later_responses
@@ -56,10 +58,18 @@ class RosterAuth:
         self.fastapi_users = FastAPIUsers[User, uuid.UUID](
             get_user_manager, [self.cookie_backend, self.jwt_backend]
         )
-        self.current_active_user: UserDependency = self.fastapi_users.current_user(active=True)
-        self.current_superuser: UserDependency = self.fastapi_users.current_user(
-            active=True, superuser=True
+        # Ours, not FastAPI Users' (see roster_auth.current): no user manager, no session, one
+        # statement. FastAPI Users' own (`fastapi_users.current_user`) remain on its routes
+        # for single users (`/users/{id}`).
+        current_user = functools.partial(
+            current_user_dependency,
+            jwt_strategy=self.jwt_strategy,
+            bearer_scheme=self.jwt_backend.transport.scheme,
+            cookie_scheme=self.cookie_backend.transport.scheme,
+            cookie_lifetime_seconds=config.cookie_token_lifetime_seconds,
         )
+        self.current_active_user: UserDependency = current_user()
+        self.current_superuser: UserDependency = current_user(superuser=True)
 
     def user_manager(
         self, session: AsyncSession, background_tasks: BackgroundTasks | None = None

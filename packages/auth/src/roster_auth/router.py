@@ -1,10 +1,11 @@
-"""Routes FastAPI Users lacks or gets wrong for us: listing and creating users (admins), and
-a `PATCH /users/me` that asks for the current password."""
+"""Routes FastAPI Users lacks or gets wrong for us: listing and creating users (admins), a
+`PATCH /users/me` that asks for the current password, and a `GET /users/me` on roster's own
+current-user dependency."""
 
 import uuid
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.routing import APIRoute
 from fastapi_users import FastAPIUsers, exceptions
 from fastapi_users.router.common import ErrorCode, ErrorModel
@@ -92,6 +93,8 @@ def build_admin_router(
 
 UPDATE_USER_BAD_CURRENT_PASSWORD: Final = "UPDATE_USER_BAD_CURRENT_PASSWORD"  # noqa: S105
 PATCH_CURRENT_USER: Final = "users:patch_current_user"
+GET_CURRENT_USER: Final = "users:current_user"
+JSON: Final = "application/json"
 
 
 def _error_example(summary: str, detail: str | dict[str, str]) -> dict[str, Any]:
@@ -107,8 +110,9 @@ def build_users_router(
     get_user_manager: UserManagerDependency,
     current_active_user: UserDependency,
 ) -> APIRouter:
-    """FastAPI Users' users router (`/me`, `/{id}`), with its `PATCH /me` replaced by ours:
-    the same name, body (plus `current_password`), answers and place among the routes."""
+    """FastAPI Users' users router (`/me`, `/{id}`), with its `GET /me` and `PATCH /me`
+    replaced by ours: the same names, bodies (plus `current_password` for `PATCH`), answers
+    and places among the routes, on `current_active_user`."""
     users_router = fastapi_users.get_users_router(UserRead, UserUpdate)
     own = APIRouter()
 
@@ -175,16 +179,31 @@ def build_users_router(
             ) from error
         return UserRead.model_validate(user)
 
-    [replacement] = own.routes
-    # In the library's place, before `/{id}`, which would otherwise take "me" for an id.
-    positions = [
-        index
-        for index, route in enumerate(users_router.routes)
-        if isinstance(route, APIRoute) and route.name == PATCH_CURRENT_USER
-    ]
-    if len(positions) != 1:
-        raise RuntimeError(f"FastAPI Users' users router has no single {PATCH_CURRENT_USER}")
-    users_router.routes[positions[0]] = replacement
+    @own.get(
+        "/me",
+        response_model=UserRead,
+        name=GET_CURRENT_USER,
+        responses={
+            status.HTTP_401_UNAUTHORIZED: {"description": "Missing token or inactive user."},
+        },
+    )
+    async def me(user: Annotated[User, Depends(current_active_user)]) -> Response:
+        """The signed-in user's account."""
+        # FastAPI Users' own route, on our current-user dependency; written straight from the
+        # model (FastAPI would validate the returned model once more against response_model).
+        return Response(UserRead.model_validate(user).model_dump_json(), media_type=JSON)
+
+    for replacement in own.routes:
+        assert isinstance(replacement, APIRoute)
+        # In the library's place, before `/{id}`, which would otherwise take "me" for an id.
+        positions = [
+            index
+            for index, route in enumerate(users_router.routes)
+            if isinstance(route, APIRoute) and route.name == replacement.name
+        ]
+        if len(positions) != 1:
+            raise RuntimeError(f"FastAPI Users' users router has no single {replacement.name}")
+        users_router.routes[positions[0]] = replacement
     return users_router
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Final
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
 from roster_auth import User, UserDependency, UserRead
-from roster_db import Page, PageParams, PageParamsDep, SessionDep
+from roster_db import Page, PageParams, PageParamsDep, ReaderDep, RowsJSONResponse, SessionDep
 from roster_groups import errors, service
 from roster_groups.errors import error_responses
 from roster_groups.models import GroupRole
@@ -117,13 +117,21 @@ def create_groups_router(current_user: UserDependency) -> APIRouter:
     @router.get("/groups/{group_id}/members", response_model=Page[MemberPublic], responses=on_group)
     async def list_members(
         group_id: GroupIdPath,
-        session: SessionDep,
+        reader: ReaderDep,
         user: CurrentUser,
         page: PageParamsDep,
         role: Annotated[GroupRole | None, Query(description="Only members with this role.")] = None,
-    ) -> Page[MemberPublic]:
+    ) -> Response:
         """A group's members, longest-standing first."""
-        return await service.list_members(session, user, group_id, page, role)
+        listing = await service.list_members(reader, user, group_id, page, role)
+        return RowsJSONResponse(
+            {
+                "items": listing.items,
+                "total": listing.total,
+                "limit": page.limit,
+                "offset": page.offset,
+            }
+        )
 
     @router.post(
         "/groups/{group_id}/members",
@@ -175,20 +183,19 @@ def create_groups_router(current_user: UserDependency) -> APIRouter:
     @router.get("/user-groups/{group_id}/users", response_model=list[UserRead], responses=on_group)
     async def group_users(
         group_id: GroupIdPath,
-        session: SessionDep,
+        reader: ReaderDep,
         user: CurrentUser,
         page: PageParamsDep,
         request: Request,
-        response: Response,
-    ) -> list[UserRead]:
+    ) -> Response:
         """A group's users as a bare array (kept for the original example's clients); the
         `Link` header points to the next page and `X-Total-Count` gives the total."""
-        users, total = await service.list_users(session, user, group_id, page)
-        response.headers["X-Total-Count"] = str(total)
-        link = link_header(request, page, total)
+        listing = await service.list_users(reader, user, group_id, page)
+        headers = {"X-Total-Count": str(listing.total)}
+        link = link_header(request, page, listing.total)
         if link is not None:
-            response.headers["Link"] = link
-        return users
+            headers["Link"] = link
+        return RowsJSONResponse(listing.items, headers=headers)
 
     return router
 

@@ -14,20 +14,20 @@ violation, so racing requests get a 409, not a 500.
 """
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, Subquery, and_, func
+from sqlalchemy import Boolean, ColumnElement, Subquery, and_, bindparam, func, or_, true
+from sqlalchemy import Select as SaSelect
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import contains_eager, joinedload
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from sqlmodel.sql.expression import Select
 
 from roster_auth import User, UserRead
-from roster_db import Page, PageParams, is_foreign_key_violation, is_unique_violation
+from roster_db import Page, PageParams, Reader, is_foreign_key_violation, is_unique_violation
 from roster_groups.errors import (
     GroupNameAlreadyExistsError,
     GroupNotFoundError,
@@ -62,6 +62,9 @@ USER_COLUMNS: Final = User.__table__.c
 # `UserRead.model_validate(user)` reads a `User`'s attributes: a group's users keep exactly
 # that schema if roster-auth changes it (a field that is not a column fails at import).
 USER_READ_COLUMNS: Final = tuple(USER_COLUMNS[name] for name in UserRead.model_fields)
+USER_READ_FIELDS: Final = tuple(UserRead.model_fields)
+MEMBER_FIELDS: Final = tuple(MemberPublic.model_fields)
+USERS: Final = User.__table__
 
 
 def role_at_least(role: GroupRole | None, minimum: GroupRole) -> bool:
@@ -266,92 +269,166 @@ async def delete_group(session: AsyncSession, user: User, group_id: int) -> None
     await session.flush()
 
 
-def _page_of_memberships(conditions: Sequence[ColumnElement[bool]], page: PageParams) -> Subquery:
-    """One page of a group's memberships, longest-standing first, as a subquery to join the
-    users to afterwards (a deferred join): the page is a range of
-    ix_membership_group_id_joined_at read without the table, and only its rows meet "user".
-    Joining first would join and sort every member of the group for any page."""
-    return (
-        select(Membership.user_id, Membership.role, Membership.joined_at)
-        .where(*conditions)
+# -- the listings: one statement each, built once ------------------------------------------
+#
+# Who may see the group, the total and the page, in one statement (the caller's user row came
+# before it, from the current-user dependency): a row per item of the page, each carrying the
+# caller's role and the total (one row with NULL items for an empty page), and no row at all
+# when the group does not exist or the caller is neither a member nor a superuser. Both
+# subqueries are LATERAL, so they run once per row that passed the access check: a non-member
+# costs the two index lookups of the check and nothing more. The page is a range of
+# ix_membership_group_id_joined_at read without the table, and only its rows meet "user" (a
+# deferred join): joining first would join and sort every member of the group for any page.
+# The final ORDER BY sorts the page's rows only.
+
+GROUPS: Final = UserGroup.__table__  # type: ignore[attr-defined]
+MEMBERSHIPS: Final = Membership.__table__  # type: ignore[attr-defined]
+LISTING_CALLER_ROLE: Final = "caller_role"
+LISTING_TOTAL: Final = "total"
+# The page's order, labelled apart from the items' own columns.
+_PAGE_JOINED_AT: Final = "page_joined_at"
+_PAGE_USER_ID: Final = "page_user_id"
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A page of a listing as the database returned it: items keyed by the response schema's
+    field names, ready to be written as JSON without a model per row."""
+
+    items: list[dict[str, Any]]
+    total: int
+    role: GroupRole | None
+
+
+def _listing_statement(
+    item_columns: Callable[[Subquery], Sequence[ColumnElement[Any]]], *, by_role: bool
+) -> SaSelect[Any]:
+    in_group: list[ColumnElement[bool]] = [MEMBERSHIPS.c.group_id == bindparam("group_id")]
+    if by_role:
+        in_group.append(MEMBERSHIPS.c.role == bindparam("role", type_=MEMBERSHIPS.c.role.type))
+    access = MEMBERSHIPS.alias("access")
+    counted = (
+        sa_select(func.count().label(LISTING_TOTAL))
+        .select_from(MEMBERSHIPS)
+        .where(*in_group)
+        .lateral("counted")
+    )
+    memberships = (
+        sa_select(MEMBERSHIPS.c.user_id, MEMBERSHIPS.c.role, MEMBERSHIPS.c.joined_at)
+        .where(*in_group)
         # user_id breaks ties, so pages never overlap or skip.
-        .order_by(col(Membership.joined_at), col(Membership.user_id))
-        .limit(page.limit)
-        .offset(page.offset)
-        .subquery("page")
+        .order_by(MEMBERSHIPS.c.joined_at, MEMBERSHIPS.c.user_id)
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+        .subquery("memberships")
+    )
+    page = (
+        sa_select(
+            memberships.c.joined_at.label(_PAGE_JOINED_AT),
+            memberships.c.user_id.label(_PAGE_USER_ID),
+            *item_columns(memberships),
+        )
+        .select_from(memberships.join(USERS, USERS.c.id == memberships.c.user_id))
+        .lateral("page")
+    )
+    caller_is_member = and_(
+        access.c.group_id == GROUPS.c.id, access.c.user_id == bindparam("caller_id")
+    )
+    return (
+        sa_select(
+            access.c.role.label(LISTING_CALLER_ROLE),
+            counted.c[LISTING_TOTAL],
+            *(column for column in page.c if column.key not in (_PAGE_JOINED_AT, _PAGE_USER_ID)),
+            page.c[_PAGE_USER_ID],
+        )
+        .select_from(
+            GROUPS.outerjoin(access, caller_is_member).join(counted, true()).outerjoin(page, true())
+        )
+        .where(
+            GROUPS.c.id == bindparam("group_id"),
+            or_(access.c.user_id.is_not(None), bindparam("caller_is_superuser", type_=Boolean)),
+        )
+        .order_by(page.c[_PAGE_JOINED_AT], page.c[_PAGE_USER_ID])
+    )
+
+
+def _member_columns(memberships: Subquery) -> Sequence[ColumnElement[Any]]:
+    # Named as MemberPublic's fields (a field that is not a column fails at import).
+    columns = {
+        "user_id": memberships.c.user_id,
+        "email": USERS.c.email,
+        "display_name": USERS.c.display_name,
+        "role": memberships.c.role,
+        "joined_at": memberships.c.joined_at,
+    }
+    return [columns[name].label(name) for name in MemberPublic.model_fields]
+
+
+def _user_columns(_memberships: Subquery) -> Sequence[ColumnElement[Any]]:
+    return [column.label(column.key) for column in USER_READ_COLUMNS]
+
+
+MEMBERS_PAGE: Final = _listing_statement(_member_columns, by_role=False)
+MEMBERS_PAGE_BY_ROLE: Final = _listing_statement(_member_columns, by_role=True)
+USERS_PAGE: Final = _listing_statement(_user_columns, by_role=False)
+
+
+async def _listing(
+    reader: Reader,
+    statement: SaSelect[Any],
+    item_fields: Sequence[str],
+    user: User,
+    group_id: int,
+    page: PageParams,
+    **parameters: object,
+) -> Listing:
+    rows = await reader.all(
+        statement,
+        {
+            "group_id": group_id,
+            "caller_id": user.id,
+            "caller_is_superuser": user.is_superuser,
+            "limit": page.limit,
+            "offset": page.offset,
+            **parameters,
+        },
+    )
+    if not rows:
+        # No such group, or the caller is neither a member nor a superuser.
+        raise GroupNotFoundError
+    first = rows[0]._mapping
+    return Listing(
+        items=[
+            {name: mapping[name] for name in item_fields}
+            for mapping in (row._mapping for row in rows)
+            if mapping[_PAGE_USER_ID] is not None
+        ],
+        total=first[LISTING_TOTAL],
+        role=_role_or_none(first[LISTING_CALLER_ROLE]),
     )
 
 
 async def list_members(
-    session: AsyncSession,
+    reader: Reader,
     user: User,
     group_id: int,
     page: PageParams,
     role: GroupRole | None = None,
-) -> Page[MemberPublic]:
-    """A group's members, longest-standing first. Three statements, whatever the page size."""
-    await authorize(session, user, group_id)
-    conditions = [col(Membership.group_id) == group_id]
-    if role is not None:
-        conditions.append(col(Membership.role) == role)
-    total = (
-        await session.exec(select(func.count()).select_from(Membership).where(*conditions))
-    ).one()
-    members = _page_of_memberships(conditions, page)
-    # Columns, not entities: no ORM instance per row. (SQLModel's `select` types at most four
-    # columns; its `Select` class takes any number, typed by the annotation.)
-    columns: Select[uuid.UUID, str, str | None, GroupRole, datetime] = Select(
-        members.c.user_id,
-        USER_COLUMNS.email,
-        USER_COLUMNS.display_name,
-        members.c.role,
-        members.c.joined_at,
-    )
-    rows = (
-        await session.exec(
-            columns.join_from(members, User, USER_COLUMNS.id == members.c.user_id).order_by(
-                members.c.joined_at, members.c.user_id
-            )
-        )
-    ).all()
-    return Page(
-        items=[
-            MemberPublic(
-                user_id=user_id,
-                email=email,
-                display_name=display_name,
-                role=member_role,
-                joined_at=joined_at,
-            )
-            for user_id, email, display_name, member_role, joined_at in rows
-        ],
-        total=total,
-        limit=page.limit,
-        offset=page.offset,
+) -> Listing:
+    """A group's members (as MemberPublic's fields), longest-standing first, for any member
+    (and superusers). One statement, whatever the group and the page size."""
+    if role is None:
+        return await _listing(reader, MEMBERS_PAGE, MEMBER_FIELDS, user, group_id, page)
+    return await _listing(
+        reader, MEMBERS_PAGE_BY_ROLE, MEMBER_FIELDS, user, group_id, page, role=role
     )
 
 
-async def list_users(
-    session: AsyncSession, user: User, group_id: int, page: PageParams
-) -> tuple[list[UserRead], int]:
-    """A group's users (longest-standing members first) and how many there are in all. Three
-    statements, whatever the page size."""
-    await authorize(session, user, group_id)
-    in_group = col(Membership.group_id) == group_id
-    total = (await session.exec(select(func.count()).select_from(Membership).where(in_group))).one()
-    members = _page_of_memberships([in_group], page)
-    columns: Select[*tuple[Any, ...]] = Select(*USER_READ_COLUMNS)
-    rows = (
-        await session.exec(
-            columns.join_from(members, User, USER_COLUMNS.id == members.c.user_id).order_by(
-                members.c.joined_at, members.c.user_id
-            )
-        )
-    ).all()
-    users = [
-        UserRead.model_validate(dict(zip(UserRead.model_fields, row, strict=True))) for row in rows
-    ]
-    return users, total
+async def list_users(reader: Reader, user: User, group_id: int, page: PageParams) -> Listing:
+    """A group's users (as UserRead's fields; longest-standing members first) and how many
+    there are in all, for any member (and superusers). One statement, whatever the group and
+    the page size."""
+    return await _listing(reader, USERS_PAGE, USER_READ_FIELDS, user, group_id, page)
 
 
 async def _membership(session: AsyncSession, group_id: int, user_id: uuid.UUID) -> Membership:
@@ -445,6 +522,7 @@ async def remove_member(
 __all__ = [
     "ROLE_RANK",
     "GroupAccess",
+    "Listing",
     "add_member",
     "authorize",
     "change_role",

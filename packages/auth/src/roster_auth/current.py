@@ -1,0 +1,91 @@
+"""Who is calling: the current-user dependencies every protected route uses.
+
+FastAPI Users' own `current_user` builds a user manager, a user database adapter and a session
+for every request, and reads the user through the ORM (`session.get`) inside a transaction:
+BEGIN, SELECT, COMMIT. Here, the backends' transports still find the token (the same security
+schemes in OpenAPI, the cookie tried first, then the bearer token, as FastAPI Users does), and
+the user's row comes from one Core statement, built once from the models' tables, run by the
+application's `Reader` (AUTOCOMMIT: one round trip):
+
+- a bearer JWT: the strategy checks the signature and the claims, then the row by id;
+- the cookie: the stored token and its user in one statement (a token older than the backend's
+  lifetime is no token).
+
+Nothing is cached but the statements: every request reads the row afresh, so a deactivation or
+a password change (which deletes the stored tokens in the same commit) counts from the next
+request on. The answers are FastAPI Users': 401 without a valid token or for an inactive user,
+403 for a non-superuser where a superuser is required.
+"""
+
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Final
+
+from fastapi import Depends, HTTPException, status
+from fastapi.security.base import SecurityBase
+from sqlalchemy import Row, bindparam, select
+from sqlalchemy.orm import make_transient_to_detached
+
+from roster_auth.backends import RequiredClaimsJWTStrategy
+from roster_auth.models import AccessToken, User
+from roster_db import ReaderDep
+
+USERS: Final = User.__table__
+TOKENS: Final = AccessToken.__table__
+
+USER_BY_ID: Final = select(USERS).where(USERS.c.id == bindparam("user_id"))
+USER_BY_TOKEN: Final = (
+    select(USERS)
+    .join(TOKENS, TOKENS.c.user_id == USERS.c.id)
+    .where(TOKENS.c.token == bindparam("token"), TOKENS.c.created_at >= bindparam("not_before"))
+)
+
+
+def user_from_row(row: Row[Any]) -> User:
+    """The row as a `User` the ORM sees as loaded and detached, as if a session that read it
+    had closed: a route that writes the user (`PATCH /users/me`) adds it to its session, which
+    then updates the row, never inserts it."""
+    user = User(**row._mapping)
+    make_transient_to_detached(user)
+    return user
+
+
+CurrentUserDependency = Callable[..., Coroutine[Any, Any, User]]
+
+
+def current_user_dependency(
+    *,
+    jwt_strategy: RequiredClaimsJWTStrategy,
+    bearer_scheme: SecurityBase,
+    cookie_scheme: SecurityBase,
+    cookie_lifetime_seconds: int,
+    superuser: bool = False,
+) -> CurrentUserDependency:
+    """The active user (and a superuser, with `superuser`), or FastAPI Users' 401 (403)."""
+    cookie_lifetime = timedelta(seconds=cookie_lifetime_seconds)
+
+    async def current_user(
+        reader: ReaderDep,
+        cookie_token: Annotated[str | None, Depends(cookie_scheme)],
+        bearer_token: Annotated[str | None, Depends(bearer_scheme)],
+    ) -> User:
+        rows: list[Row[Any]] = []
+        if cookie_token is not None:
+            not_before = datetime.now(UTC) - cookie_lifetime
+            rows = list(
+                await reader.all(USER_BY_TOKEN, {"token": cookie_token, "not_before": not_before})
+            )
+        if not rows and bearer_token is not None:
+            user_id = jwt_strategy.user_id_of(bearer_token)
+            if user_id is not None:
+                rows = list(await reader.all(USER_BY_ID, {"user_id": user_id}))
+        if not rows or not rows[0].is_active:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED)
+        if superuser and not rows[0].is_superuser:
+            raise HTTPException(status.HTTP_403_FORBIDDEN)
+        return user_from_row(rows[0])
+
+    return current_user
+
+
+__all__ = ["USER_BY_ID", "USER_BY_TOKEN", "current_user_dependency", "user_from_row"]
