@@ -9,6 +9,7 @@ Changes to a group's memberships lock the group row first (`FOR NO KEY UPDATE`, 
 block the foreign-key checks of concurrent inserts), so two owners who leave at the same time
 cannot both pass the "another owner remains" check. Only members (and superusers) take that
 lock: anyone else is refused before they could queue behind, or hold up, the group's writers.
+A member's lock also holds their own membership row, read in the same statement.
 Uniqueness is left to the database: the service flushes and maps the SQLSTATE of the
 violation, so racing requests get a 409, not a 500.
 """
@@ -122,37 +123,36 @@ async def authorize(
     lock: bool = False,
 ) -> GroupAccess:
     """The group and the user's role in it, if the user holds at least `minimum` (superusers
-    always do). A non-member learns nothing: the group is "not found".
+    always do). A non-member learns nothing: the group is "not found". One statement.
 
-    `lock` first takes the group's row lock for the rest of the transaction, in a statement of
-    its own that joins the caller's membership: Postgres locks only the rows a query returns,
-    so a non-member gets no row, takes no lock and never waits behind the group's writers
-    (superusers, who may act on any group, lock it directly). A request that waited for the
-    lock then reads the role again, as the previous holder left it (a statement's snapshot
-    predates its lock wait), so a demotion or removal that just committed counts. Without a
-    lock, one statement."""
-    if lock:
-        lockable = select(UserGroup.id).where(UserGroup.id == group_id)
-        if not user.is_superuser:
-            lockable = lockable.join(
-                Membership,
-                and_(
-                    col(Membership.group_id) == UserGroup.id,
-                    col(Membership.user_id) == user.id,
-                ),
-            )
-        locked = await session.exec(lockable.with_for_update(key_share=True, of=UserGroup))
-        if locked.first() is None:
-            # No such group, or the caller was not a member when the statement ran.
-            raise GroupNotFoundError
-    statement = (
-        select(UserGroup, Membership.role)
-        .outerjoin(
-            Membership,
-            and_(col(Membership.group_id) == UserGroup.id, col(Membership.user_id) == user.id),
+    `lock` also takes the group's row lock for the rest of the transaction, and, for a member,
+    the row of their own membership, in the same statement: Postgres locks only the rows a
+    query returns, so a non-member gets no row, takes no lock and never waits behind the
+    group's writers. A request that waited for the lock sees the role as the previous holder
+    left it: when a locked row changed while the statement waited, Postgres re-reads the
+    latest version of every row it locks (here the caller's membership) and checks the
+    conditions again, so a demotion or a removal that just committed counts. Superusers, who
+    may act on any group without being members, lock the group row alone and then read their
+    role (an outer join's missing side cannot be locked): two statements."""
+    if lock and user.is_superuser:
+        locked = await session.exec(
+            select(UserGroup.id)
+            .where(UserGroup.id == group_id)
+            .with_for_update(key_share=True, of=UserGroup)
         )
-        .where(UserGroup.id == group_id)
+        if locked.first() is None:
+            raise GroupNotFoundError
+    caller_is_member = and_(
+        col(Membership.group_id) == UserGroup.id, col(Membership.user_id) == user.id
     )
+    statement = select(UserGroup, Membership.role).where(UserGroup.id == group_id)
+    if lock and not user.is_superuser:
+        # FOR NO KEY UPDATE: it does not block the foreign-key checks of concurrent inserts.
+        statement = statement.join(Membership, caller_is_member).with_for_update(
+            key_share=True, of=[UserGroup, Membership]
+        )
+    else:
+        statement = statement.outerjoin(Membership, caller_is_member)
     row = (await session.exec(statement)).first()
     if row is None:
         raise GroupNotFoundError
