@@ -250,7 +250,11 @@ async def test_a_write_that_waited_for_the_lock_sees_the_role_the_holder_left(
     group_id = await add_group(
         committing_sessionmaker,
         "Demoted while waiting",
-        {first.id: GroupRole.OWNER, second.id: GroupRole.OWNER, people["member"].id: GroupRole.MEMBER},
+        {
+            first.id: GroupRole.OWNER,
+            second.id: GroupRole.OWNER,
+            people["member"].id: GroupRole.MEMBER,
+        },
     )
     async with committing_sessionmaker() as holder:
         await holder.exec(select(UserGroup.id).where(UserGroup.id == group_id).with_for_update())

@@ -21,6 +21,8 @@ from typing import Any, Final
 
 from sqlalchemy import Boolean, ColumnElement, Subquery, and_, bindparam, func, or_, true
 from sqlalchemy import Select as SaSelect
+from sqlalchemy import delete as sa_delete
+from sqlalchemy import insert as sa_insert
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import contains_eager, joinedload
@@ -40,7 +42,7 @@ from roster_groups.errors import (
     SuperuserRequiredError,
     UserNotFoundError,
 )
-from roster_groups.models import GroupRole, Membership, UserGroup
+from roster_groups.models import GroupRole, Membership, UserGroup, utc_now
 from roster_groups.schemas import (
     GroupCreate,
     GroupPublic,
@@ -459,22 +461,91 @@ async def _other_owner_exists(session: AsyncSession, group_id: int, user_id: uui
     return other is not None
 
 
+# -- adding and removing a member: one statement each, built once ----------------------------
+
+# The membership and the new member's address, as the response shows them. No prior look-up of
+# the user: the foreign key refuses one that does not exist (UserNotFoundError), the primary
+# key a second membership (MembershipAlreadyExistsError).
+_INSERTED: Final = (
+    sa_insert(MEMBERSHIPS)
+    .values(
+        group_id=bindparam("group_id"),
+        user_id=bindparam("user_id"),
+        role=bindparam("role"),
+        joined_at=bindparam("joined_at"),
+    )
+    .returning(MEMBERSHIPS.c.user_id, MEMBERSHIPS.c.role, MEMBERSHIPS.c.joined_at)
+    .cte("inserted")
+)
+ADD_MEMBER: Final = sa_select(
+    _INSERTED.c.user_id,
+    USERS.c.email,
+    USERS.c.display_name,
+    _INSERTED.c.role,
+    _INSERTED.c.joined_at,
+).join_from(_INSERTED, USERS, USERS.c.id == _INSERTED.c.user_id)
+
+# Removes the member only where the caller may: a plain member, or anyone when the caller may
+# remove anyone (an owner, a superuser, or the member leaving), and never the last owner. No
+# row: the reason is read afterwards (see _refusal), under the same lock.
+_OTHER_OWNERS: Final = MEMBERSHIPS.alias("other_owner")
+REMOVE_MEMBER: Final = (
+    sa_delete(MEMBERSHIPS)
+    .where(
+        MEMBERSHIPS.c.group_id == bindparam("group_id"),
+        MEMBERSHIPS.c.user_id == bindparam("member_id"),
+        or_(
+            MEMBERSHIPS.c.role == GroupRole.MEMBER,
+            bindparam("may_remove_anyone", type_=Boolean),
+        ),
+        or_(
+            MEMBERSHIPS.c.role != GroupRole.OWNER,
+            sa_select(_OTHER_OWNERS.c.user_id)
+            .where(
+                _OTHER_OWNERS.c.group_id == MEMBERSHIPS.c.group_id,
+                _OTHER_OWNERS.c.role == GroupRole.OWNER,
+                _OTHER_OWNERS.c.user_id != MEMBERSHIPS.c.user_id,
+            )
+            .exists(),
+        ),
+    )
+    .returning(MEMBERSHIPS.c.role)
+)
+MEMBER_ROLE: Final = sa_select(MEMBERSHIPS.c.role).where(
+    MEMBERSHIPS.c.group_id == bindparam("group_id"),
+    MEMBERSHIPS.c.user_id == bindparam("member_id"),
+)
+
+
 async def add_member(
     session: AsyncSession, user: User, group_id: int, data: MembershipCreate
 ) -> MemberPublic:
-    """Add a user with a role (owner, admin; only an owner grants owner)."""
+    """Add a user with a role (owner, admin; only an owner grants owner). Two statements: the
+    lock with the caller's role, then the insert, which also reads the new member's address."""
     access = await authorize(session, user, group_id, GroupRole.ADMIN, lock=True)
     if data.role is GroupRole.OWNER and not access.allows(GroupRole.OWNER):
         raise InsufficientGroupRoleError
-    new_member = await session.get(User, data.user_id)
-    if new_member is None:
-        raise UserNotFoundError
-    membership = Membership(group_id=group_id, user_id=new_member.id, role=data.role)
-    membership.user = new_member
-    session.add(membership)
-    # A foreign-key violation: the account was deleted since we read it.
-    await _flush(session, on_unique=MembershipAlreadyExistsError, on_foreign_key=UserNotFoundError)
-    return _member_public(membership)
+    connection = await session.connection()
+    try:
+        row = (
+            await connection.execute(
+                ADD_MEMBER,
+                {
+                    "group_id": group_id,
+                    "user_id": data.user_id,
+                    "role": data.role,
+                    "joined_at": utc_now(),
+                },
+            )
+        ).one()
+    except IntegrityError as error:
+        if is_unique_violation(error):
+            raise MembershipAlreadyExistsError from error
+        if is_foreign_key_violation(error):
+            # No such account (or it was deleted meanwhile).
+            raise UserNotFoundError from error
+        raise
+    return MemberPublic.model_validate(row._mapping)
 
 
 async def change_role(
@@ -498,25 +569,30 @@ async def remove_member(
     session: AsyncSession, user: User, group_id: int, member_id: uuid.UUID
 ) -> None:
     """Remove a member: an owner removes anyone, an admin removes plain members, and anyone
-    may leave. The last owner cannot go."""
+    may leave. The last owner cannot go. Two statements: the lock with the caller's role,
+    then the delete (and, when it deletes nothing, a third that says why)."""
     access = await authorize(session, user, group_id, lock=True)
     leaving = member_id == user.id
     if not leaving and not access.allows(GroupRole.ADMIN):
         raise InsufficientGroupRoleError
-    membership = await _membership(session, group_id, member_id)
     # Admins remove plain members only; owners (and superusers) remove anyone.
-    if (
-        not leaving
-        and membership.role is not GroupRole.MEMBER
-        and not access.allows(GroupRole.OWNER)
-    ):
+    may_remove_anyone = leaving or access.allows(GroupRole.OWNER)
+    connection = await session.connection()
+    parameters = {
+        "group_id": group_id,
+        "member_id": member_id,
+        "may_remove_anyone": may_remove_anyone,
+    }
+    removed = (await connection.execute(REMOVE_MEMBER, parameters)).first()
+    if removed is not None:
+        return
+    role = (await connection.execute(MEMBER_ROLE, parameters)).scalar_one_or_none()
+    if role is None:
+        raise MemberNotFoundError
+    if role is not GroupRole.MEMBER and not may_remove_anyone:
         raise InsufficientGroupRoleError
-    if membership.role is GroupRole.OWNER and not await _other_owner_exists(
-        session, group_id, member_id
-    ):
-        raise LastOwnerError
-    await session.delete(membership)
-    await session.flush()
+    # The only row the delete keeps that the caller may remove: the last owner.
+    raise LastOwnerError
 
 
 __all__ = [
