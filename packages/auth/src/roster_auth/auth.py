@@ -1,7 +1,6 @@
 """The facade: one object, built from an `AuthConfig`, that hands the application its routers
 and the dependencies other members need (current active user, current superuser)."""
 
-import functools
 import uuid
 
 from fastapi import APIRouter, BackgroundTasks
@@ -18,7 +17,7 @@ from roster_auth.auth_routes import (
 )
 from roster_auth.backends import RequiredClaimsJWTStrategy, build_backends, jwt_strategy
 from roster_auth.config import AuthConfig
-from roster_auth.current import current_user_dependency
+from roster_auth.current import current_user_dependency, current_user_row_dependency
 from roster_auth.database import RosterUserDatabase
 from roster_auth.dependencies import UserDependency
 from roster_auth.errors import retry_later_responses
@@ -61,15 +60,28 @@ class RosterAuth:
         # Ours, not FastAPI Users' (see roster_auth.current): no user manager, no session, one
         # statement. FastAPI Users' own (`fastapi_users.current_user`) remain on its routes
         # for single users (`/users/{id}`).
-        current_user = functools.partial(
-            current_user_dependency,
-            jwt_strategy=self.jwt_strategy,
-            bearer_scheme=self.jwt_backend.transport.scheme,
-            cookie_scheme=self.cookie_backend.transport.scheme,
-            cookie_lifetime_seconds=config.cookie_token_lifetime_seconds,
+        bearer, cookie = self.jwt_backend.transport.scheme, self.cookie_backend.transport.scheme
+        strategy, lifetime = self.jwt_strategy, config.cookie_token_lifetime_seconds
+        self.current_active_user: UserDependency = current_user_dependency(
+            jwt_strategy=strategy,
+            bearer_scheme=bearer,
+            cookie_scheme=cookie,
+            cookie_lifetime_seconds=lifetime,
         )
-        self.current_active_user: UserDependency = current_user()
-        self.current_superuser: UserDependency = current_user(superuser=True)
+        self.current_superuser: UserDependency = current_user_dependency(
+            jwt_strategy=strategy,
+            bearer_scheme=bearer,
+            cookie_scheme=cookie,
+            cookie_lifetime_seconds=lifetime,
+            superuser=True,
+        )
+        # For routes that only show the user: its row, without a `User` object.
+        self.current_active_user_row = current_user_row_dependency(
+            jwt_strategy=strategy,
+            bearer_scheme=bearer,
+            cookie_scheme=cookie,
+            cookie_lifetime_seconds=lifetime,
+        )
 
     def user_manager(
         self, session: AsyncSession, background_tasks: BackgroundTasks | None = None
@@ -126,7 +138,7 @@ class RosterAuth:
         )
         users_router = build_admin_router(self.get_user_manager, self.current_superuser)
         own_users_router = build_users_router(
-            users, self.get_user_manager, self.current_active_user
+            users, self.get_user_manager, self.current_active_user, self.current_active_user_row
         )
         _document_hashing(own_users_router, "users:patch_current_user", "users:patch_user")
         users_router.include_router(own_users_router)

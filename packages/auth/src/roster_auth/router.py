@@ -9,14 +9,16 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response,
 from fastapi.routing import APIRoute
 from fastapi_users import FastAPIUsers, exceptions
 from fastapi_users.router.common import ErrorCode, ErrorModel
+from sqlalchemy import Row
 
+from roster_auth.current import CurrentUserRowDependency
 from roster_auth.dependencies import UserDependency, UserManagerDependency
 from roster_auth.errors import retry_later_responses
 from roster_auth.manager import InvalidCurrentPasswordException, UserManager
 from roster_auth.models import EMAIL_MAX_LENGTH, User
 from roster_auth.schemas import UserCreate, UserRead, UserUpdate, UserUpdateMe
 from roster_auth.service import list_users
-from roster_db import Page, PageParamsDep, SessionDep
+from roster_db import Page, PageParamsDep, RowsJSONResponse, SessionDep
 
 
 def build_admin_router(
@@ -94,7 +96,7 @@ def build_admin_router(
 UPDATE_USER_BAD_CURRENT_PASSWORD: Final = "UPDATE_USER_BAD_CURRENT_PASSWORD"  # noqa: S105
 PATCH_CURRENT_USER: Final = "users:patch_current_user"
 GET_CURRENT_USER: Final = "users:current_user"
-JSON: Final = "application/json"
+USER_READ_FIELDS: Final = tuple(UserRead.model_fields)
 
 
 def _error_example(summary: str, detail: str | dict[str, str]) -> dict[str, Any]:
@@ -109,6 +111,7 @@ def build_users_router(
     fastapi_users: FastAPIUsers[User, uuid.UUID],
     get_user_manager: UserManagerDependency,
     current_active_user: UserDependency,
+    current_active_user_row: CurrentUserRowDependency,
 ) -> APIRouter:
     """FastAPI Users' users router (`/me`, `/{id}`), with its `GET /me` and `PATCH /me`
     replaced by ours: the same names, bodies (plus `current_password` for `PATCH`), answers
@@ -187,11 +190,11 @@ def build_users_router(
             status.HTTP_401_UNAUTHORIZED: {"description": "Missing token or inactive user."},
         },
     )
-    async def me(user: Annotated[User, Depends(current_active_user)]) -> Response:
+    async def me(user: Annotated[Row[Any], Depends(current_active_user_row)]) -> Response:
         """The signed-in user's account."""
-        # FastAPI Users' own route, on our current-user dependency; written straight from the
-        # model (FastAPI would validate the returned model once more against response_model).
-        return Response(UserRead.model_validate(user).model_dump_json(), media_type=JSON)
+        # FastAPI Users' own route, on our current-user dependency: the row's columns named
+        # by UserRead's fields, written as JSON without a model in between.
+        return RowsJSONResponse({name: getattr(user, name) for name in USER_READ_FIELDS})
 
     for replacement in own.routes:
         assert isinstance(replacement, APIRoute)

@@ -1,7 +1,7 @@
 """roster-db: the shared data layer."""
 
 from roster_db.base import NAMING_CONVENTION, Base, SQLModelBase, mapper_registry, metadata
-from roster_db.dependencies import ReaderDep, SessionDep, get_reader, get_session
+from roster_db.dependencies import ReaderDep, SessionDep, get_reader, get_session, reader_of
 from roster_db.errors import (
     SQLState,
     constraint_name_of,
@@ -48,6 +48,7 @@ __all__ = [
     "metadata",
     "one_off_engine",
     "page_params",
+    "reader_of",
     "session_scope",
     "sqlstate_of",
 ]

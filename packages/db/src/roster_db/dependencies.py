@@ -31,12 +31,17 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-async def get_reader(request: Request) -> Reader:
+def reader_of(request: Request) -> Reader:
     """The application's reader for single-statement reads (see `roster_db.reading`)."""
     reader: Reader | None = getattr(request.state, READER_STATE, None)
     if reader is None:
         reader = SessionReader(getattr(request.state, SESSIONMAKER_STATE))
     return reader
+
+
+async def get_reader(request: Request) -> Reader:
+    """`reader_of` as a dependency."""
+    return reader_of(request)
 
 
 ReaderDep = Annotated[Reader, Depends(get_reader)]
