@@ -1,6 +1,6 @@
 """The benchmark cannot rot: `python -m bench --tiny` runs end to end (migrations, data, roster,
-the ceiling and the floor under uvicorn, the Python load generator, the login flood, the report) on the
-session's Postgres.
+the ceiling and the floor under uvicorn, the Python load generator, the login flood, the
+report) on the session's Postgres.
 
 No speed is asserted: only that every scenario was served without an error, that statements
 were counted, that the flood and its reads were measured and reported, and that the report was
@@ -25,8 +25,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from bench.load import LoadResult  # noqa: E402
 from bench.generators import wrk_script  # noqa: E402
+from bench.load import LoadResult  # noqa: E402
 from bench.plan import RANDOM_TOKEN, HttpRequest, RequestPlan  # noqa: E402
 from bench.report import FLOOD_LOGINS, Measurement, Report  # noqa: E402
 from bench.scenarios import Kind  # noqa: E402

@@ -17,7 +17,12 @@ from roster_auth.auth_routes import (
 )
 from roster_auth.backends import RequiredClaimsJWTStrategy, build_backends, jwt_strategy
 from roster_auth.config import AuthConfig
-from roster_auth.current import current_user_dependency, current_user_row_dependency
+from roster_auth.current import (
+    CredentialsDependency,
+    credentials_dependency,
+    current_user_dependency,
+    current_user_row_dependency,
+)
 from roster_auth.database import RosterUserDatabase
 from roster_auth.dependencies import UserDependency
 from roster_auth.errors import retry_later_responses
@@ -74,6 +79,13 @@ class RosterAuth:
             cookie_scheme=cookie,
             cookie_lifetime_seconds=lifetime,
             superuser=True,
+        )
+        # For routes that read the caller's row in their own statement (roster_auth.CALLER).
+        self.current_credentials: CredentialsDependency = credentials_dependency(
+            jwt_strategy=strategy,
+            bearer_scheme=bearer,
+            cookie_scheme=cookie,
+            cookie_lifetime_seconds=lifetime,
         )
         # For routes that only show the user: its row, without a `User` object.
         self.current_active_user_row = current_user_row_dependency(

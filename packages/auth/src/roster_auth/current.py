@@ -17,13 +17,15 @@ request on. The answers are FastAPI Users': 401 without a valid token or for an 
 403 for a non-superuser where a superuser is required.
 """
 
+import uuid
 from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security.base import SecurityBase
-from sqlalchemy import Row, bindparam, select
+from sqlalchemy import Row, bindparam, func, select
 from sqlalchemy.orm import make_transient_to_detached
 
 from roster_auth.backends import RequiredClaimsJWTStrategy
@@ -39,6 +41,80 @@ USER_BY_TOKEN: Final = (
     .join(TOKENS, TOKENS.c.user_id == USERS.c.id)
     .where(TOKENS.c.token == bindparam("token"), TOKENS.c.created_at >= bindparam("not_before"))
 )
+
+
+# The caller's row in a statement of another member (one that checks who calls and answers in
+# the same statement, as roster-groups' listings do), chosen as the dependencies below choose
+# it: the stored cookie token's user when the token is found (within the cookie's lifetime),
+# else the JWT's subject; no row without either. The parameters come from
+# `Credentials.parameters()`.
+CALLER: Final = (
+    select(USERS.c.id, USERS.c.is_active, USERS.c.is_superuser)
+    .where(
+        USERS.c.id
+        == func.coalesce(
+            select(TOKENS.c.user_id)
+            .where(
+                TOKENS.c.token == bindparam("caller_token", type_=TOKENS.c.token.type),
+                TOKENS.c.created_at
+                >= bindparam("caller_not_before", type_=TOKENS.c.created_at.type),
+            )
+            .scalar_subquery(),
+            bindparam("caller_jwt_user_id", type_=USERS.c.id.type),
+        )
+    )
+    .subquery("caller")
+)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What a request presents, checked as far as it can be without the database: the cookie's
+    token (looked up by `CALLER`) and the subject of a valid JWT."""
+
+    token: str | None
+    jwt_user_id: uuid.UUID | None
+    not_before: datetime
+
+    def parameters(self) -> dict[str, object]:
+        """`CALLER`'s parameters."""
+        return {
+            "caller_token": self.token,
+            "caller_not_before": self.not_before,
+            "caller_jwt_user_id": self.jwt_user_id,
+        }
+
+
+def not_authenticated() -> HTTPException:
+    """FastAPI Users' answer to missing or invalid credentials, or an inactive user."""
+    return HTTPException(status.HTTP_401_UNAUTHORIZED)
+
+
+CredentialsDependency = Callable[..., Coroutine[Any, Any, Credentials]]
+
+
+def credentials_dependency(
+    *,
+    jwt_strategy: RequiredClaimsJWTStrategy,
+    bearer_scheme: SecurityBase,
+    cookie_scheme: SecurityBase,
+    cookie_lifetime_seconds: int,
+) -> CredentialsDependency:
+    """The request's credentials, for a route that reads the caller's row in its own statement
+    (`CALLER`), or a 401 when it has neither a cookie nor a valid JWT. The statement must
+    answer 401 too when `CALLER` finds no row or an inactive user."""
+    cookie_lifetime = timedelta(seconds=cookie_lifetime_seconds)
+
+    async def current_credentials(
+        cookie_token: Annotated[str | None, Depends(cookie_scheme)],
+        bearer_token: Annotated[str | None, Depends(bearer_scheme)],
+    ) -> Credentials:
+        jwt_user_id = None if bearer_token is None else jwt_strategy.user_id_of(bearer_token)
+        if cookie_token is None and jwt_user_id is None:
+            raise not_authenticated()
+        return Credentials(cookie_token, jwt_user_id, datetime.now(UTC) - cookie_lifetime)
+
+    return current_credentials
 
 
 def user_from_row(row: Row[Any]) -> User:
@@ -85,7 +161,7 @@ def current_user_row_dependency(
             if user_id is not None:
                 rows = await reader.all(USER_BY_ID, {"user_id": user_id})
         if not rows or not rows[0].is_active:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED)
+            raise not_authenticated()
         if superuser and not rows[0].is_superuser:
             raise HTTPException(status.HTTP_403_FORBIDDEN)
         return rows[0]
@@ -123,9 +199,14 @@ def current_user_dependency(
 
 
 __all__ = [
+    "CALLER",
     "USER_BY_ID",
     "USER_BY_TOKEN",
+    "Credentials",
+    "CredentialsDependency",
+    "credentials_dependency",
     "current_user_dependency",
     "current_user_row_dependency",
+    "not_authenticated",
     "user_from_row",
 ]

@@ -29,7 +29,7 @@ from sqlalchemy.orm import contains_eager, joinedload
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from roster_auth import User, UserRead
+from roster_auth import CALLER, Credentials, User, UserRead, not_authenticated
 from roster_db import Page, PageParams, Reader, is_foreign_key_violation, is_unique_violation
 from roster_groups.errors import (
     GroupNameAlreadyExistsError,
@@ -273,18 +273,21 @@ async def delete_group(session: AsyncSession, user: User, group_id: int) -> None
 
 # -- the listings: one statement each, built once ------------------------------------------
 #
-# Who may see the group, the total and the page, in one statement (the caller's user row came
-# before it, from the current-user dependency): a row per item of the page, each carrying the
-# caller's role and the total (one row with NULL items for an empty page), and no row at all
-# when the group does not exist or the caller is neither a member nor a superuser. Both
-# subqueries are LATERAL, so they run once per row that passed the access check: a non-member
-# costs the two index lookups of the check and nothing more. The page is a range of
+# Who calls (roster-auth's CALLER: the cookie's stored token or the JWT's subject, an active
+# user), whether they may see the group (a member, or a superuser), the total and the page, in
+# one statement: a row per item of the page, each carrying the caller's flags, the caller's
+# role and the total (one row with NULL items for an empty page); a NULL group for a caller who
+# may not see it (or a group that does not exist); no row at all for no caller. The subqueries
+# are LATERAL and filtered on the access check, so they run only for a caller who passed it: a
+# non-member costs the check's index lookups and nothing more. The page is a range of
 # ix_membership_group_id_joined_at read without the table, and only its rows meet "user" (a
 # deferred join): joining first would join and sort every member of the group for any page.
 # The final ORDER BY sorts the page's rows only.
 
 GROUPS: Final = UserGroup.__table__  # type: ignore[attr-defined]
 MEMBERSHIPS: Final = Membership.__table__  # type: ignore[attr-defined]
+LISTING_CALLER_ACTIVE: Final = "caller_is_active"
+LISTING_GROUP_ID: Final = "allowed_group_id"
 LISTING_CALLER_ROLE: Final = "caller_role"
 LISTING_TOTAL: Final = "total"
 # The page's order, labelled apart from the items' own columns.
@@ -305,14 +308,29 @@ class Listing:
 def _listing_statement(
     item_columns: Callable[[Subquery], Sequence[ColumnElement[Any]]], *, by_role: bool
 ) -> SaSelect[Any]:
+    access = MEMBERSHIPS.alias("access")
+    allowed = (
+        sa_select(GROUPS.c.id.label("group_id"), access.c.role.label("role"))
+        .select_from(
+            GROUPS.outerjoin(
+                access,
+                and_(access.c.group_id == GROUPS.c.id, access.c.user_id == CALLER.c.id),
+            )
+        )
+        .where(
+            GROUPS.c.id == bindparam("group_id"),
+            CALLER.c.is_active,
+            or_(access.c.user_id.is_not(None), CALLER.c.is_superuser),
+        )
+        .lateral("allowed")
+    )
     in_group: list[ColumnElement[bool]] = [MEMBERSHIPS.c.group_id == bindparam("group_id")]
     if by_role:
         in_group.append(MEMBERSHIPS.c.role == bindparam("role", type_=MEMBERSHIPS.c.role.type))
-    access = MEMBERSHIPS.alias("access")
     counted = (
         sa_select(func.count().label(LISTING_TOTAL))
         .select_from(MEMBERSHIPS)
-        .where(*in_group)
+        .where(*in_group, allowed.c.group_id.is_not(None))
         .lateral("counted")
     )
     memberships = (
@@ -331,24 +349,20 @@ def _listing_statement(
             *item_columns(memberships),
         )
         .select_from(memberships.join(USERS, USERS.c.id == memberships.c.user_id))
+        .where(allowed.c.group_id.is_not(None))
         .lateral("page")
-    )
-    caller_is_member = and_(
-        access.c.group_id == GROUPS.c.id, access.c.user_id == bindparam("caller_id")
     )
     return (
         sa_select(
-            access.c.role.label(LISTING_CALLER_ROLE),
+            CALLER.c.is_active.label(LISTING_CALLER_ACTIVE),
+            allowed.c.group_id.label(LISTING_GROUP_ID),
+            allowed.c.role.label(LISTING_CALLER_ROLE),
             counted.c[LISTING_TOTAL],
             *(column for column in page.c if column.key not in (_PAGE_JOINED_AT, _PAGE_USER_ID)),
             page.c[_PAGE_USER_ID],
         )
         .select_from(
-            GROUPS.outerjoin(access, caller_is_member).join(counted, true()).outerjoin(page, true())
-        )
-        .where(
-            GROUPS.c.id == bindparam("group_id"),
-            or_(access.c.user_id.is_not(None), bindparam("caller_is_superuser", type_=Boolean)),
+            CALLER.outerjoin(allowed, true()).outerjoin(counted, true()).outerjoin(page, true())
         )
         .order_by(page.c[_PAGE_JOINED_AT], page.c[_PAGE_USER_ID])
     )
@@ -379,7 +393,7 @@ async def _listing(
     reader: Reader,
     statement: SaSelect[Any],
     item_fields: Sequence[str],
-    user: User,
+    credentials: Credentials,
     group_id: int,
     page: PageParams,
     **parameters: object,
@@ -388,17 +402,19 @@ async def _listing(
         statement,
         {
             "group_id": group_id,
-            "caller_id": user.id,
-            "caller_is_superuser": user.is_superuser,
             "limit": page.limit,
             "offset": page.offset,
+            **credentials.parameters(),
             **parameters,
         },
     )
-    if not rows:
+    if not rows or not rows[0]._mapping[LISTING_CALLER_ACTIVE]:
+        # Neither the cookie's token nor the JWT's subject is a user, or not an active one.
+        raise not_authenticated()
+    first = rows[0]._mapping
+    if first[LISTING_GROUP_ID] is None:
         # No such group, or the caller is neither a member nor a superuser.
         raise GroupNotFoundError
-    first = rows[0]._mapping
     return Listing(
         items=[
             {name: mapping[name] for name in item_fields}
@@ -412,25 +428,28 @@ async def _listing(
 
 async def list_members(
     reader: Reader,
-    user: User,
+    credentials: Credentials,
     group_id: int,
     page: PageParams,
     role: GroupRole | None = None,
 ) -> Listing:
     """A group's members (as MemberPublic's fields), longest-standing first, for any member
-    (and superusers). One statement, whatever the group and the page size."""
+    (and superusers). One statement, the caller's row included, whatever the group and the
+    page size."""
     if role is None:
-        return await _listing(reader, MEMBERS_PAGE, MEMBER_FIELDS, user, group_id, page)
+        return await _listing(reader, MEMBERS_PAGE, MEMBER_FIELDS, credentials, group_id, page)
     return await _listing(
-        reader, MEMBERS_PAGE_BY_ROLE, MEMBER_FIELDS, user, group_id, page, role=role
+        reader, MEMBERS_PAGE_BY_ROLE, MEMBER_FIELDS, credentials, group_id, page, role=role
     )
 
 
-async def list_users(reader: Reader, user: User, group_id: int, page: PageParams) -> Listing:
+async def list_users(
+    reader: Reader, credentials: Credentials, group_id: int, page: PageParams
+) -> Listing:
     """A group's users (as UserRead's fields; longest-standing members first) and how many
-    there are in all, for any member (and superusers). One statement, whatever the group and
-    the page size."""
-    return await _listing(reader, USERS_PAGE, USER_READ_FIELDS, user, group_id, page)
+    there are in all, for any member (and superusers). One statement, the caller's row
+    included, whatever the group and the page size."""
+    return await _listing(reader, USERS_PAGE, USER_READ_FIELDS, credentials, group_id, page)
 
 
 async def _membership(session: AsyncSession, group_id: int, user_id: uuid.UUID) -> Membership:

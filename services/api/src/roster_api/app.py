@@ -179,7 +179,7 @@ def create_app(
     )
     for router in auth.routers():
         app.include_router(router)
-    app.include_router(create_groups_router(auth.current_active_user))
+    app.include_router(create_groups_router(auth.current_active_user, auth.current_credentials))
     app.add_exception_handler(GroupsError, handle_groups_error)
     app.include_router(create_health_router(expected_revision))
     app.state.auth = auth
