@@ -117,8 +117,11 @@ def _lua_string(value: str) -> str:
 
 
 def _lua_request(request: HttpRequest) -> str:
+    # The cycle is formatted when the script loads, before wrk fills in its default Host
+    # header: h11 (roster serve's parser) refuses an HTTP/1.1 request without one (a 400).
+    with_host = {"Host": HOST, **request.headers}
     headers = ", ".join(
-        f"[{_lua_string(name)}] = {_lua_string(value)}" for name, value in request.headers.items()
+        f"[{_lua_string(name)}] = {_lua_string(value)}" for name, value in with_host.items()
     )
     body = _lua_string(request.body.decode()) if request.body else "nil"
     build = "fresh" if request.randomized else "wrk.format"

@@ -1,5 +1,5 @@
-"""The benchmark, end to end: Postgres, migrations, data, roster and the floor under uvicorn,
-load on loopback, one table.
+"""The benchmark, end to end: Postgres, migrations, data, roster, the ceiling and the floor under
+uvicorn, load on loopback, one table.
 
     uv run python -m bench               # full run (about 5 minutes), writes bench/RESULTS.md
     uv run python -m bench --tiny        # about 15 s, small data, writes nothing
@@ -143,6 +143,12 @@ def roster_environment(database_url: str, jwt_secret: str) -> dict[str, str]:
     }
 
 
+def ceiling_environment(database_url: str, jwt_secret: str) -> dict[str, str]:
+    from bench.ceiling.app import DATABASE_URL_VARIABLE, JWT_SECRET_VARIABLE
+
+    return {DATABASE_URL_VARIABLE: database_url, JWT_SECRET_VARIABLE: jwt_secret}
+
+
 def floor_environment(dsn: str, jwt_secret: str) -> dict[str, str]:
     from bench.floor.app import DSN_VARIABLE, JWT_SECRET_VARIABLE
 
@@ -157,27 +163,48 @@ async def _load_data(dsn: str, spec: dataset.DatasetSpec, jwt_secret: str) -> da
         await connection.close()
 
 
-def check_parity(roster: RunningServer, floor: RunningServer, scenarios: list[Scenario]) -> None:
-    """The floor must answer what roster answers, or the comparison means nothing."""
+def _body(answer: httpx.Response) -> object:
+    try:
+        return answer.json()
+    except ValueError:
+        return answer.text
+
+
+def check_parity(servers: Mapping[str, RunningServer], scenarios: list[Scenario]) -> None:
+    """The ceiling and the floor must answer what roster answers, or the comparison means
+    nothing."""
     with httpx.Client(trust_env=False, timeout=10) as client:
         for scenario in scenarios:
-            if not scenario.on_floor:
+            apps = scenario.apps()
+            if len(apps) < 2:
                 continue
             request = scenario.plan.cycle[0]
             answers = [
-                client.request(request.method, server.base_url + request.path,
+                client.request(request.method, servers[app].base_url + request.path,
                                headers=request.headers, content=request.body)
-                for server in (roster, floor)
+                for app in apps
             ]  # fmt: skip
-            bodies = [answer.json() for answer in answers]
+            bodies = [_body(answer) for answer in answers]
             statuses = [answer.status_code for answer in answers]
             totals = [answer.headers.get("x-total-count") for answer in answers]
-            if statuses != [200, 200] or bodies[0] != bodies[1] or totals[0] != totals[1]:
-                raise RuntimeError(
-                    f"roster and the floor disagree on {request.method} {request.path}: "
-                    f"{statuses}, X-Total-Count {totals}\n"
-                    f"roster: {bodies[0]!r:.1500}\nfloor:  {bodies[1]!r:.1500}"
-                )
+            # Each app names itself in its links: compare them without the address.
+            links = [
+                (answer.headers.get("link") or "").replace(servers[app].base_url, "")
+                for app, answer in zip(apps, answers, strict=True)
+            ]
+            for app, body, status, total, link in zip(
+                apps[1:], bodies[1:], statuses[1:], totals[1:], links[1:], strict=True
+            ):
+                if (status, body, total, link) != (200, bodies[0], totals[0], links[0]) or (
+                    statuses[0] != 200
+                ):
+                    raise RuntimeError(
+                        f"{servers[app].log_tail()}\n"
+                        f"roster and the {app} disagree on {request.method} {request.path}: "
+                        f"{statuses[0]} vs {status}, X-Total-Count {totals[0]} vs {total}, "
+                        f"Link {links[0]} vs {link}\n"
+                        f"roster: {bodies[0]!r:.1500}\n{app}: {body!r:.1500}"
+                    )
 
 
 def measure(
@@ -343,13 +370,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             specs = [
                 ServerSpec("roster", "bench.serve:create_bench_app", roster_env),
                 ServerSpec(
+                    "ceiling",
+                    "bench.ceiling.app:create_app",
+                    ceiling_environment(database_url, jwt_secret),
+                ),
+                ServerSpec(
                     "floor", "bench.floor.app:create_app", floor_environment(dsn, jwt_secret)
                 ),
             ]
             # The apps import and start while the database is migrated and filled: neither
             # touches the tables before its first request.
             with serving(specs, options=options, cores=cores.server, log_dir=work) as servers:
-                roster, floor = servers
+                roster = servers[0]
+                by_name = {server.name: server for server in servers}
                 print("migrating and loading data", file=sys.stderr, flush=True)
                 postgres.migrate(roster_env)
                 loading = time.monotonic()
@@ -365,13 +398,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 load = LoadSettings(generator, mode.connections, cores.load, work)
                 for server in servers:
                     server.wait_until_ready()
-                check_parity(roster, floor, scenarios)
+                check_parity(by_name, scenarios)
                 print(f"running {len(scenarios)} scenarios", file=sys.stderr, flush=True)
                 for scenario in scenarios:
                     if scenario.kind is Kind.FLOOD:
                         measurements += measure_flood(roster, scenario, load, mode)
                         continue
-                    for server in [roster, floor] if scenario.on_floor else [roster]:
+                    for server in (by_name[app] for app in scenario.apps()):
                         measurements.append(measure(server, scenario, load, mode, options.workers))
                         if args.profile is not None and scenario.kind is not Kind.WRITE:
                             summary = profiling.profile(
@@ -402,7 +435,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "(which counts the run's own server and load generator, about 2)",
             ),
             ("Postgres", f"{pg_version}, {source}"),
-            ("Server", f"{options.describe()}, production settings; the floor the same way"),
+            (
+                "Server",
+                f"{options.describe()}; roster with production settings; the ceiling and "
+                "the floor served the same way",
+            ),
             ("Cores", cores.describe()),
             (
                 "Load",

@@ -1,4 +1,5 @@
-"""The scenarios: what is requested, as whom, and which of them the floor also answers."""
+"""The scenarios: what is requested, as whom, and which of them the ceiling and the floor also
+answer."""
 
 from __future__ import annotations
 
@@ -45,15 +46,31 @@ class Scenario:
     # The write path warms up on other users than it measures with (see member_toggle_plan).
     warmup_plan: RequestPlan
     on_floor: bool = False
+    # Also answered by the stack-ceiling app (issue 11's reads).
+    on_ceiling: bool = False
     # For a flood: the reads measured beside it.
     probes: tuple[Probe, ...] = ()
 
     @classmethod
     def reading(
-        cls, key: str, title: str, request: HttpRequest, *, on_floor: bool = False
+        cls,
+        key: str,
+        title: str,
+        request: HttpRequest,
+        *,
+        on_floor: bool = False,
+        on_ceiling: bool = False,
     ) -> Scenario:
         plan = RequestPlan.repeat(request)
-        return cls(key, title, Kind.READ, plan, plan, on_floor)
+        return cls(key, title, Kind.READ, plan, plan, on_floor, on_ceiling)
+
+    def apps(self) -> list[str]:
+        """The apps that answer this scenario, roster first."""
+        return [
+            "roster",
+            *(["ceiling"] if self.on_ceiling else []),
+            *(["floor"] if self.on_floor else []),
+        ]
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -105,12 +122,15 @@ def build_scenarios(data: Dataset) -> list[Scenario]:
             f"GET /user-groups/{{id}}/users?limit={PAGE_SIZE} ({example_size:,} members)",
             HttpRequest("GET", f"/user-groups/{data.group_ids[example_size]}/users?{page}", owner),
             on_floor=True,
+            on_ceiling=True,
         ),
         *(
             Scenario.reading(
                 f"members-{size}",
                 f"GET /groups/{{id}}/members?limit={PAGE_SIZE} ({size:,} members)",
                 HttpRequest("GET", f"/groups/{data.group_ids[size]}/members?{page}", owner),
+                # Issue 11 compares the smallest and the largest group.
+                on_ceiling=size in (sizes[0], largest),
             )
             for size in sizes
         ),
@@ -119,12 +139,14 @@ def build_scenarios(data: Dataset) -> list[Scenario]:
             f"GET /groups/{{id}}/members?limit={PAGE_SIZE}&offset={deep_offset:,} "
             f"({largest:,} members)",
             HttpRequest("GET", f"/groups/{data.group_ids[largest]}/members?{deep_page}", owner),
+            on_ceiling=True,
         ),
         Scenario.reading(
             "me-jwt",
             f"GET /users/me, JWT (member of {len(sizes)} groups, up to {largest:,} members)",
             HttpRequest("GET", "/users/me", owner),
             on_floor=True,
+            on_ceiling=True,
         ),
         Scenario.reading(
             "me-jwt-loner",
@@ -135,6 +157,7 @@ def build_scenarios(data: Dataset) -> list[Scenario]:
             "me-cookie",
             "GET /users/me, database-token cookie",
             HttpRequest("GET", "/users/me", {"Cookie": f"{COOKIE_NAME}={data.owner_cookie_token}"}),
+            on_ceiling=True,
         ),
     ]
     login = HttpRequest(

@@ -10,8 +10,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -31,19 +32,50 @@ class ServerStats:
     rss_bytes: int
 
 
+def _production_default(name: str) -> Any:
+    """The default of one of roster's settings: what `roster serve` gives uvicorn."""
+    from roster_api.settings import Settings
+
+    return Settings.model_fields[name].default
+
+
 @dataclass(frozen=True)
 class UvicornOptions:
-    """How uvicorn serves an app. The defaults are production's: uvloop and httptools (what
-    uvicorn[standard] picks by itself), no access log, one worker per process."""
+    """How uvicorn serves every app of the run, the same for each: `roster serve`'s own
+    connection options (its defaults: h11, `limit_concurrency`, keep-alive timeout, h11's
+    incomplete-event bound; see `roster_api.cli.connection_options`), on uvloop, with no
+    access log and one worker per process. The apps are compared as production serves roster:
+    the HTTP parser is a cost every app pays alike, so it moves the absolute figures, not
+    what roster's layers cost relative to the others."""
 
     workers: int = 1
     loop: str = "uvloop"
-    http: str = "httptools"
+    http: str = field(default_factory=lambda: str(_production_default("http_parser")))
+    limit_concurrency: int = field(
+        default_factory=lambda: int(_production_default("limit_concurrency"))
+    )
+    timeout_keep_alive_s: int = field(
+        default_factory=lambda: int(_production_default("timeout_keep_alive_seconds"))
+    )
+    h11_max_incomplete_event_size: int = field(
+        default_factory=lambda: int(_production_default("h11_max_incomplete_event_size"))
+    )
+
+    def arguments(self) -> list[str]:
+        return [
+            "--workers", str(self.workers),
+            "--loop", self.loop, "--http", self.http,
+            "--limit-concurrency", str(self.limit_concurrency),
+            "--timeout-keep-alive", str(self.timeout_keep_alive_s),
+            "--h11-max-incomplete-event-size", str(self.h11_max_incomplete_event_size),
+            "--no-access-log",
+        ]  # fmt: skip
 
     def describe(self) -> str:
         return (
-            f"uvicorn, {self.workers} worker(s), --loop {self.loop} --http {self.http}, "
-            "--no-access-log"
+            f"uvicorn, {self.workers} worker(s), --loop {self.loop} --http {self.http} "
+            f"--limit-concurrency {self.limit_concurrency} --timeout-keep-alive "
+            f"{self.timeout_keep_alive_s} (roster serve's defaults), --no-access-log"
         )
 
 
@@ -141,9 +173,7 @@ def _start(
     command = [
         sys.executable, "-m", "uvicorn", spec.factory, "--factory",
         "--host", HOST, "--port", str(port),
-        "--workers", str(options.workers),
-        "--loop", options.loop, "--http", options.http,
-        "--no-access-log", "--log-level", "warning",
+        *options.arguments(), "--log-level", "warning",
     ]  # fmt: skip
     log_path = log_dir / f"{spec.name}.log"
     with log_path.open("wb") as log:

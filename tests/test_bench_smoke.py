@@ -1,6 +1,6 @@
-"""The benchmark cannot rot: `python -m bench --tiny` runs end to end (migrations, data, roster
-and the floor under uvicorn, the Python load generator, the login flood, the report) on the
-session's Postgres.
+"""The benchmark cannot rot: `python -m bench --tiny` runs end to end (migrations, data, roster,
+the ceiling and the floor under uvicorn, the Python load generator, the login flood, the
+report) on the session's Postgres.
 
 No speed is asserted: only that every scenario was served without an error, that statements
 were counted, that the flood and its reads were measured and reported, and that the report was
@@ -25,8 +25,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from bench.generators import wrk_script  # noqa: E402
 from bench.load import LoadResult  # noqa: E402
-from bench.plan import RANDOM_TOKEN, HttpRequest  # noqa: E402
+from bench.plan import RANDOM_TOKEN, HttpRequest, RequestPlan  # noqa: E402
 from bench.report import FLOOD_LOGINS, Measurement, Report  # noqa: E402
 from bench.scenarios import Kind  # noqa: E402
 
@@ -56,8 +57,10 @@ def test_tiny_benchmark_serves_every_scenario_without_errors(
     measurements: list[dict[str, Any]] = json.loads(measurements_file.read_text())
     assert [(m["key"], m["app"], m["part"], m["beside_flood"]) for m in measurements] == [
         ("group-users", "roster", "", False),
+        ("group-users", "ceiling", "", False),
         ("group-users", "floor", "", False),
         ("me-jwt", "roster", "", False),
+        ("me-jwt", "ceiling", "", False),
         ("me-jwt", "floor", "", False),
         ("write", "roster", "", False),
         ("login-flood", "roster", "logins", True),
@@ -98,7 +101,9 @@ def test_tiny_benchmark_serves_every_scenario_without_errors(
 
     text = report.read_text()
     assert "| scenario | app | req/s |" in text
-    assert "x req/s" in text  # the roster/floor ratio column is filled
+    assert "| roster/ceiling | roster/floor |" in text
+    assert "x req/s" in text  # the ratio columns are filled
+    assert "the ceiling's req/s" in text
     assert "## Login flood (`login-flood`)" in text
     assert "| GET /users/me, JWT | " in text
     assert "| GET /health/ready | " in text
@@ -197,3 +202,38 @@ def test_random_tokens_get_fresh_values_on_every_send() -> None:
         assert user != password
         assert len(user) == len(password) == 16
         assert set(user + password) <= set(b"0123456789abcdef")
+
+
+def _read(app: str, requests_per_s: float, p99_ms: float, errors: int = 0) -> Measurement:
+    load = LoadResult(
+        requests=int(requests_per_s), errors=errors, duration_s=1.0, p50_ms=p99_ms / 2,
+        p99_ms=p99_ms, error_kinds={"500": errors} if errors else {}, statuses={},
+        status_p99_ms={},
+    )  # fmt: skip
+    return Measurement("me-jwt", "GET /users/me, JWT", Kind.READ, app, load, 1.0, 1.0, 100.0)
+
+
+@pytest.mark.parametrize(
+    ("roster", "met"),
+    [
+        pytest.param(_read("roster", 900.0, 15.0), True, id="at-0.9x-and-1.5x"),
+        pytest.param(_read("roster", 899.0, 10.0), False, id="too-slow"),
+        pytest.param(_read("roster", 1000.0, 15.1), False, id="p99-too-high"),
+        pytest.param(_read("roster", 1000.0, 10.0, errors=1), False, id="an-error"),
+    ],
+)
+def test_the_ceiling_target_needs_0_9x_its_throughput_and_1_5x_its_p99(
+    roster: Measurement, met: bool
+) -> None:
+    report = Report([roster, _read("ceiling", 1000.0, 10.0)])
+    (verdict,) = (v for v in report.verdicts() if "the ceiling's" in v.target)
+    assert verdict.met is met
+    assert report.ratio_to(roster, "ceiling") == (
+        f"{roster.load.requests_per_s / 1000:.2f}x req/s, {roster.load.p99_ms / 10:.2f}x p99"
+    )
+
+
+def test_wrk_requests_carry_a_host_header() -> None:
+    """h11, roster serve's parser, answers 400 to an HTTP/1.1 request without one."""
+    script = wrk_script(RequestPlan.repeat(HttpRequest("GET", "/users/me")))
+    assert '["Host"] = "127.0.0.1"' in script

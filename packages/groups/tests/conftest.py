@@ -38,7 +38,7 @@ def build_app(auth: RosterAuth, sessionmaker: async_sessionmaker[AsyncSession]) 
     app = FastAPI(lifespan=lifespan)
     for router in auth.routers():
         app.include_router(router)
-    app.include_router(create_groups_router(auth.current_active_user))
+    app.include_router(create_groups_router(auth.current_active_user, auth.current_credentials))
     app.add_exception_handler(GroupsError, handle_groups_error)
     return app
 

@@ -234,3 +234,48 @@ async def test_a_non_member_never_waits_for_a_groups_row_lock(
     released = await asyncio.wait_for(owners_write, timeout=WAIT_LIMIT_SECONDS)
     assert released.status_code == 200, released.text
     assert released.json()["description"] == "waited"
+
+
+async def test_a_write_that_waited_for_the_lock_sees_the_role_the_holder_left(
+    committing_client: httpx.AsyncClient,
+    auth: RosterAuth,
+    committing_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """The lock and the caller's role are taken in one statement: while another transaction
+    holds the group's row lock and demotes the caller, the caller's owner-only write waits,
+    then is refused (403) by the role it has once the demotion has committed, not by the one
+    it had when its statement started."""
+    people = await make_people(auth, committing_sessionmaker, "first", "second", "member")
+    first, second = people["first"], people["second"]
+    group_id = await add_group(
+        committing_sessionmaker,
+        "Demoted while waiting",
+        {
+            first.id: GroupRole.OWNER,
+            second.id: GroupRole.OWNER,
+            people["member"].id: GroupRole.MEMBER,
+        },
+    )
+    async with committing_sessionmaker() as holder:
+        await holder.exec(select(UserGroup.id).where(UserGroup.id == group_id).with_for_update())
+        promotion = asyncio.ensure_future(
+            committing_client.patch(
+                f"/groups/{group_id}/members/{people['member'].id}",
+                json={"role": "admin"},
+                headers=second.headers,
+            )
+        )
+        try:
+            await asyncio.sleep(0.5)
+            assert not promotion.done()
+            demoted = await holder.exec(
+                select(Membership).where(
+                    Membership.group_id == group_id, Membership.user_id == second.id
+                )
+            )
+            demoted.one().role = GroupRole.MEMBER
+            await holder.commit()
+        finally:
+            await holder.rollback()
+    refused = await asyncio.wait_for(promotion, timeout=WAIT_LIMIT_SECONDS)
+    assert refused.status_code == 403, refused.text

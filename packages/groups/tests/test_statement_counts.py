@@ -29,23 +29,31 @@ async def group_of(
     return await add_group(sessionmaker, f"Size {size}", roles), owner
 
 
+def transaction_control(statement: str) -> bool:
+    # The tests' sessions work in savepoints of the test's transaction.
+    return statement.startswith(("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT"))
+
+
 async def count_request(
     client: httpx.AsyncClient, connection: AsyncConnection, url: str, person: Person
 ) -> tuple[int, int, int]:
-    """(all statements, roster-groups statements, items returned) for one request."""
+    """(statements other than savepoints, roster-groups statements, items returned) for one
+    request."""
     with recorded_statements(connection) as executed:
         response = await client.get(url, headers=person.headers)
     assert response.status_code == 200, response.text
     body = response.json()
     items = body if isinstance(body, list) else body["items"]
-    return len(executed), len(about_groups(executed)), len(items)
+    statements = [e for e in executed if not transaction_control(e.statement)]
+    return len(statements), len(about_groups(executed)), len(items)
 
 
 @pytest.mark.parametrize(
     ("path", "group_statements"),
     [
-        ("/groups/{id}/members", 3),  # access check, count, page with users joined
-        ("/user-groups/{id}/users", 3),  # access check, count, page of users
+        # The caller's row, the access check, the count and the page in one statement.
+        ("/groups/{id}/members", 1),
+        ("/user-groups/{id}/users", 1),
     ],
 )
 async def test_listing_members_runs_a_fixed_number_of_statements(
@@ -68,6 +76,7 @@ async def test_listing_members_runs_a_fixed_number_of_statements(
     assert (small[2], large[2]) == (3, 60)
     assert small[:2] == large[:2]
     assert small[1] == group_statements
+    assert small[0] == group_statements
 
 
 @pytest.mark.parametrize("path", ["/users/me/groups", "/groups"])

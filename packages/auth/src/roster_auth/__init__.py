@@ -2,6 +2,7 @@
 
 from roster_auth.auth import RosterAuth
 from roster_auth.config import AuthConfig, AuthConfigError, ThrottleConfig
+from roster_auth.current import CALLER, Credentials, CredentialsDependency, not_authenticated
 from roster_auth.dependencies import UserDependency, UserManagerDependency
 from roster_auth.errors import (
     PASSWORD_HASHING_BUSY,
@@ -24,11 +25,14 @@ from roster_auth.schemas import UserCreate, UserRead, UserUpdate, UserUpdateMe
 from roster_auth.throttle import LoginAttempt, Throttle
 
 __all__ = [
+    "CALLER",
     "PASSWORD_HASHING_BUSY",
     "TOO_MANY_REQUESTS",
     "AccessToken",
     "AuthConfig",
     "AuthConfigError",
+    "Credentials",
+    "CredentialsDependency",
     "InvalidCurrentPasswordException",
     "LoggingMailer",
     "LoginAttempt",
@@ -52,4 +56,5 @@ __all__ = [
     "UserRead",
     "UserUpdate",
     "UserUpdateMe",
+    "not_authenticated",
 ]

@@ -17,6 +17,12 @@ from roster_auth.auth_routes import (
 )
 from roster_auth.backends import RequiredClaimsJWTStrategy, build_backends, jwt_strategy
 from roster_auth.config import AuthConfig
+from roster_auth.current import (
+    CredentialsDependency,
+    credentials_dependency,
+    current_user_dependency,
+    current_user_row_dependency,
+)
 from roster_auth.database import RosterUserDatabase
 from roster_auth.dependencies import UserDependency
 from roster_auth.errors import retry_later_responses
@@ -56,9 +62,37 @@ class RosterAuth:
         self.fastapi_users = FastAPIUsers[User, uuid.UUID](
             get_user_manager, [self.cookie_backend, self.jwt_backend]
         )
-        self.current_active_user: UserDependency = self.fastapi_users.current_user(active=True)
-        self.current_superuser: UserDependency = self.fastapi_users.current_user(
-            active=True, superuser=True
+        # Ours, not FastAPI Users' (see roster_auth.current): no user manager, no session, one
+        # statement. FastAPI Users' own (`fastapi_users.current_user`) remain on its routes
+        # for single users (`/users/{id}`).
+        bearer, cookie = self.jwt_backend.transport.scheme, self.cookie_backend.transport.scheme
+        strategy, lifetime = self.jwt_strategy, config.cookie_token_lifetime_seconds
+        self.current_active_user: UserDependency = current_user_dependency(
+            jwt_strategy=strategy,
+            bearer_scheme=bearer,
+            cookie_scheme=cookie,
+            cookie_lifetime_seconds=lifetime,
+        )
+        self.current_superuser: UserDependency = current_user_dependency(
+            jwt_strategy=strategy,
+            bearer_scheme=bearer,
+            cookie_scheme=cookie,
+            cookie_lifetime_seconds=lifetime,
+            superuser=True,
+        )
+        # For routes that read the caller's row in their own statement (roster_auth.CALLER).
+        self.current_credentials: CredentialsDependency = credentials_dependency(
+            jwt_strategy=strategy,
+            bearer_scheme=bearer,
+            cookie_scheme=cookie,
+            cookie_lifetime_seconds=lifetime,
+        )
+        # For routes that only show the user: its row, without a `User` object.
+        self.current_active_user_row = current_user_row_dependency(
+            jwt_strategy=strategy,
+            bearer_scheme=bearer,
+            cookie_scheme=cookie,
+            cookie_lifetime_seconds=lifetime,
         )
 
     def user_manager(
@@ -116,7 +150,7 @@ class RosterAuth:
         )
         users_router = build_admin_router(self.get_user_manager, self.current_superuser)
         own_users_router = build_users_router(
-            users, self.get_user_manager, self.current_active_user
+            users, self.get_user_manager, self.current_active_user, self.current_active_user_row
         )
         _document_hashing(own_users_router, "users:patch_current_user", "users:patch_user")
         users_router.include_router(own_users_router)

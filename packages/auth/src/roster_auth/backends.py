@@ -5,6 +5,7 @@
   revoked at logout, on a password change or reset, and on deactivation.
 """
 
+import functools
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -39,18 +40,31 @@ class RequiredClaimsJWTStrategy(JWTStrategy[User, uuid.UUID]):
     ) -> User | None:
         if token is None:
             return None
+        user_id = self.user_id_of(token)
+        if user_id is None:
+            return None
+        try:
+            return await user_manager.get(user_id)
+        except exceptions.UserNotExists:
+            return None
+
+    def user_id_of(self, token: str) -> uuid.UUID | None:
+        """The user a valid token names (signature, expiry, audience, subject), else None."""
         try:
             data = jwt.decode(
                 token,
-                secret_value(self.decode_key),
+                self._decode_secret,
                 audience=self.token_audience,
                 algorithms=[self.algorithm],
                 options={"require": ["exp", "sub", "aud"]},
             )
-            parsed_id = user_manager.parse_id(data["sub"])
-            return await user_manager.get(parsed_id)
-        except (jwt.PyJWTError, exceptions.InvalidID, exceptions.UserNotExists):
+            return uuid.UUID(data["sub"])
+        except (jwt.PyJWTError, ValueError, TypeError, AttributeError):
             return None
+
+    @functools.cached_property
+    def _decode_secret(self) -> str:
+        return secret_value(self.decode_key)
 
 
 class PurgingDatabaseStrategy(DatabaseStrategy[User, uuid.UUID, AccessToken]):

@@ -1,21 +1,24 @@
-"""Routes FastAPI Users lacks or gets wrong for us: listing and creating users (admins), and
-a `PATCH /users/me` that asks for the current password."""
+"""Routes FastAPI Users lacks or gets wrong for us: listing and creating users (admins), a
+`PATCH /users/me` that asks for the current password, and a `GET /users/me` on roster's own
+current-user dependency."""
 
 import uuid
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.routing import APIRoute
 from fastapi_users import FastAPIUsers, exceptions
 from fastapi_users.router.common import ErrorCode, ErrorModel
+from sqlalchemy import Row
 
+from roster_auth.current import CurrentUserRowDependency
 from roster_auth.dependencies import UserDependency, UserManagerDependency
 from roster_auth.errors import retry_later_responses
 from roster_auth.manager import InvalidCurrentPasswordException, UserManager
 from roster_auth.models import EMAIL_MAX_LENGTH, User
 from roster_auth.schemas import UserCreate, UserRead, UserUpdate, UserUpdateMe
 from roster_auth.service import list_users
-from roster_db import Page, PageParamsDep, SessionDep
+from roster_db import Page, PageParamsDep, RowsJSONResponse, SessionDep
 
 
 def build_admin_router(
@@ -92,6 +95,8 @@ def build_admin_router(
 
 UPDATE_USER_BAD_CURRENT_PASSWORD: Final = "UPDATE_USER_BAD_CURRENT_PASSWORD"  # noqa: S105
 PATCH_CURRENT_USER: Final = "users:patch_current_user"
+GET_CURRENT_USER: Final = "users:current_user"
+USER_READ_FIELDS: Final = tuple(UserRead.model_fields)
 
 
 def _error_example(summary: str, detail: str | dict[str, str]) -> dict[str, Any]:
@@ -106,9 +111,11 @@ def build_users_router(
     fastapi_users: FastAPIUsers[User, uuid.UUID],
     get_user_manager: UserManagerDependency,
     current_active_user: UserDependency,
+    current_active_user_row: CurrentUserRowDependency,
 ) -> APIRouter:
-    """FastAPI Users' users router (`/me`, `/{id}`), with its `PATCH /me` replaced by ours:
-    the same name, body (plus `current_password`), answers and place among the routes."""
+    """FastAPI Users' users router (`/me`, `/{id}`), with its `GET /me` and `PATCH /me`
+    replaced by ours: the same names, bodies (plus `current_password` for `PATCH`), answers
+    and places among the routes, on `current_active_user`."""
     users_router = fastapi_users.get_users_router(UserRead, UserUpdate)
     own = APIRouter()
 
@@ -175,16 +182,31 @@ def build_users_router(
             ) from error
         return UserRead.model_validate(user)
 
-    [replacement] = own.routes
-    # In the library's place, before `/{id}`, which would otherwise take "me" for an id.
-    positions = [
-        index
-        for index, route in enumerate(users_router.routes)
-        if isinstance(route, APIRoute) and route.name == PATCH_CURRENT_USER
-    ]
-    if len(positions) != 1:
-        raise RuntimeError(f"FastAPI Users' users router has no single {PATCH_CURRENT_USER}")
-    users_router.routes[positions[0]] = replacement
+    @own.get(
+        "/me",
+        response_model=UserRead,
+        name=GET_CURRENT_USER,
+        responses={
+            status.HTTP_401_UNAUTHORIZED: {"description": "Missing token or inactive user."},
+        },
+    )
+    async def me(user: Annotated[Row[Any], Depends(current_active_user_row)]) -> Response:
+        """The signed-in user's account."""
+        # FastAPI Users' own route, on our current-user dependency: the row's columns named
+        # by UserRead's fields, written as JSON without a model in between.
+        return RowsJSONResponse({name: getattr(user, name) for name in USER_READ_FIELDS})
+
+    for replacement in own.routes:
+        assert isinstance(replacement, APIRoute)
+        # In the library's place, before `/{id}`, which would otherwise take "me" for an id.
+        positions = [
+            index
+            for index, route in enumerate(users_router.routes)
+            if isinstance(route, APIRoute) and route.name == replacement.name
+        ]
+        if len(positions) != 1:
+            raise RuntimeError(f"FastAPI Users' users router has no single {replacement.name}")
+        users_router.routes[positions[0]] = replacement
     return users_router
 
 

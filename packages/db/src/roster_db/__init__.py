@@ -1,7 +1,7 @@
 """roster-db: the shared data layer."""
 
 from roster_db.base import NAMING_CONVENTION, Base, SQLModelBase, mapper_registry, metadata
-from roster_db.dependencies import SessionDep, get_session
+from roster_db.dependencies import ReaderDep, SessionDep, get_reader, get_session, reader_of
 from roster_db.errors import (
     SQLState,
     constraint_name_of,
@@ -14,21 +14,29 @@ from roster_db.errors import (
     sqlstate_of,
 )
 from roster_db.pagination import MAX_LIMIT, Page, PageParams, PageParamsDep, page_params
+from roster_db.reading import EngineReader, Reader, SessionReader
+from roster_db.responses import RowsJSONResponse
 from roster_db.session import create_engine, create_sessionmaker, one_off_engine, session_scope
 
 __all__ = [
     "MAX_LIMIT",
     "NAMING_CONVENTION",
     "Base",
+    "EngineReader",
     "Page",
     "PageParams",
     "PageParamsDep",
+    "Reader",
+    "ReaderDep",
+    "RowsJSONResponse",
     "SQLModelBase",
     "SQLState",
     "SessionDep",
+    "SessionReader",
     "constraint_name_of",
     "create_engine",
     "create_sessionmaker",
+    "get_reader",
     "get_session",
     "is_check_violation",
     "is_database_unavailable",
@@ -40,6 +48,7 @@ __all__ = [
     "metadata",
     "one_off_engine",
     "page_params",
+    "reader_of",
     "session_scope",
     "sqlstate_of",
 ]

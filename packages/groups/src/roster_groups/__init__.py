@@ -2,7 +2,7 @@
 
 from roster_groups import GroupsError, create_groups_router, handle_groups_error
 
-app.include_router(create_groups_router(auth.current_active_user))
+app.include_router(create_groups_router(auth.current_active_user, auth.current_credentials))
 app.add_exception_handler(GroupsError, handle_groups_error)
 """
 

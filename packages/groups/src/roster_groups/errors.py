@@ -5,7 +5,7 @@ carries its status and its code, the `detail` a client receives (FastAPI Users' 
 The service raises them; `handle_groups_error` is the one place that turns them into answers.
 An application registers it once, next to the router:
 
-    app.include_router(create_groups_router(auth.current_active_user))
+    app.include_router(create_groups_router(auth.current_active_user, auth.current_credentials))
     app.add_exception_handler(GroupsError, handle_groups_error)
 
 An exception handler, rather than a `try` in each route: a route's session dependency sees the

@@ -7,8 +7,8 @@ from typing import Annotated, Final
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
-from roster_auth import User, UserDependency, UserRead
-from roster_db import Page, PageParams, PageParamsDep, SessionDep
+from roster_auth import Credentials, CredentialsDependency, User, UserDependency, UserRead
+from roster_db import Page, PageParams, PageParamsDep, ReaderDep, RowsJSONResponse, SessionDep
 from roster_groups import errors, service
 from roster_groups.errors import error_responses
 from roster_groups.models import GroupRole
@@ -45,10 +45,15 @@ def link_header(request: Request, page: PageParams, total: int) -> str | None:
     return ", ".join(links) or None
 
 
-def create_groups_router(current_user: UserDependency) -> APIRouter:
-    """Every groups route, authenticated by `current_user` (e.g. `auth.current_active_user`).
-    The application registers `handle_groups_error` for `GroupsError` alongside."""
+def create_groups_router(
+    current_user: UserDependency, current_credentials: CredentialsDependency
+) -> APIRouter:
+    """Every groups route, authenticated by `current_user` (`auth.current_active_user`), and
+    the listings of a group by `current_credentials` (`auth.current_credentials`: they read
+    the caller's row in their own statement). The application registers `handle_groups_error`
+    for `GroupsError` alongside."""
     CurrentUser = Annotated[User, Depends(current_user)]  # noqa: N806 - a type alias
+    CurrentCredentials = Annotated[Credentials, Depends(current_credentials)]  # noqa: N806
     router = APIRouter(tags=["groups"])
     # What a route on one group may answer, besides its own refusals.
     group_errors = (errors.GroupNotFoundError, errors.InsufficientGroupRoleError)
@@ -117,13 +122,21 @@ def create_groups_router(current_user: UserDependency) -> APIRouter:
     @router.get("/groups/{group_id}/members", response_model=Page[MemberPublic], responses=on_group)
     async def list_members(
         group_id: GroupIdPath,
-        session: SessionDep,
-        user: CurrentUser,
+        reader: ReaderDep,
+        credentials: CurrentCredentials,
         page: PageParamsDep,
         role: Annotated[GroupRole | None, Query(description="Only members with this role.")] = None,
-    ) -> Page[MemberPublic]:
+    ) -> Response:
         """A group's members, longest-standing first."""
-        return await service.list_members(session, user, group_id, page, role)
+        listing = await service.list_members(reader, credentials, group_id, page, role)
+        return RowsJSONResponse(
+            {
+                "items": listing.items,
+                "total": listing.total,
+                "limit": page.limit,
+                "offset": page.offset,
+            }
+        )
 
     @router.post(
         "/groups/{group_id}/members",
@@ -175,20 +188,19 @@ def create_groups_router(current_user: UserDependency) -> APIRouter:
     @router.get("/user-groups/{group_id}/users", response_model=list[UserRead], responses=on_group)
     async def group_users(
         group_id: GroupIdPath,
-        session: SessionDep,
-        user: CurrentUser,
+        reader: ReaderDep,
+        credentials: CurrentCredentials,
         page: PageParamsDep,
         request: Request,
-        response: Response,
-    ) -> list[UserRead]:
+    ) -> Response:
         """A group's users as a bare array (kept for the original example's clients); the
         `Link` header points to the next page and `X-Total-Count` gives the total."""
-        users, total = await service.list_users(session, user, group_id, page)
-        response.headers["X-Total-Count"] = str(total)
-        link = link_header(request, page, total)
+        listing = await service.list_users(reader, credentials, group_id, page)
+        headers = {"X-Total-Count": str(listing.total)}
+        link = link_header(request, page, listing.total)
         if link is not None:
-            response.headers["Link"] = link
-        return users
+            headers["Link"] = link
+        return RowsJSONResponse(listing.items, headers=headers)
 
     return router
 

@@ -9,25 +9,28 @@ Changes to a group's memberships lock the group row first (`FOR NO KEY UPDATE`, 
 block the foreign-key checks of concurrent inserts), so two owners who leave at the same time
 cannot both pass the "another owner remains" check. Only members (and superusers) take that
 lock: anyone else is refused before they could queue behind, or hold up, the group's writers.
+A member's lock also holds their own membership row, read in the same statement.
 Uniqueness is left to the database: the service flushes and maps the SQLSTATE of the
 violation, so racing requests get a 409, not a 500.
 """
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, Subquery, and_, func
+from sqlalchemy import Boolean, ColumnElement, Subquery, and_, bindparam, func, or_, true
+from sqlalchemy import Select as SaSelect
+from sqlalchemy import delete as sa_delete
+from sqlalchemy import insert as sa_insert
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import contains_eager, joinedload
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from sqlmodel.sql.expression import Select
 
-from roster_auth import User, UserRead
-from roster_db import Page, PageParams, is_foreign_key_violation, is_unique_violation
+from roster_auth import CALLER, Credentials, User, UserRead, not_authenticated
+from roster_db import Page, PageParams, Reader, is_foreign_key_violation, is_unique_violation
 from roster_groups.errors import (
     GroupNameAlreadyExistsError,
     GroupNotFoundError,
@@ -39,7 +42,7 @@ from roster_groups.errors import (
     SuperuserRequiredError,
     UserNotFoundError,
 )
-from roster_groups.models import GroupRole, Membership, UserGroup
+from roster_groups.models import GroupRole, Membership, UserGroup, utc_now
 from roster_groups.schemas import (
     GroupCreate,
     GroupPublic,
@@ -62,6 +65,9 @@ USER_COLUMNS: Final = User.__table__.c
 # `UserRead.model_validate(user)` reads a `User`'s attributes: a group's users keep exactly
 # that schema if roster-auth changes it (a field that is not a column fails at import).
 USER_READ_COLUMNS: Final = tuple(USER_COLUMNS[name] for name in UserRead.model_fields)
+USER_READ_FIELDS: Final = tuple(UserRead.model_fields)
+MEMBER_FIELDS: Final = tuple(MemberPublic.model_fields)
+USERS: Final = User.__table__
 
 
 def role_at_least(role: GroupRole | None, minimum: GroupRole) -> bool:
@@ -119,37 +125,36 @@ async def authorize(
     lock: bool = False,
 ) -> GroupAccess:
     """The group and the user's role in it, if the user holds at least `minimum` (superusers
-    always do). A non-member learns nothing: the group is "not found".
+    always do). A non-member learns nothing: the group is "not found". One statement.
 
-    `lock` first takes the group's row lock for the rest of the transaction, in a statement of
-    its own that joins the caller's membership: Postgres locks only the rows a query returns,
-    so a non-member gets no row, takes no lock and never waits behind the group's writers
-    (superusers, who may act on any group, lock it directly). A request that waited for the
-    lock then reads the role again, as the previous holder left it (a statement's snapshot
-    predates its lock wait), so a demotion or removal that just committed counts. Without a
-    lock, one statement."""
-    if lock:
-        lockable = select(UserGroup.id).where(UserGroup.id == group_id)
-        if not user.is_superuser:
-            lockable = lockable.join(
-                Membership,
-                and_(
-                    col(Membership.group_id) == UserGroup.id,
-                    col(Membership.user_id) == user.id,
-                ),
-            )
-        locked = await session.exec(lockable.with_for_update(key_share=True, of=UserGroup))
-        if locked.first() is None:
-            # No such group, or the caller was not a member when the statement ran.
-            raise GroupNotFoundError
-    statement = (
-        select(UserGroup, Membership.role)
-        .outerjoin(
-            Membership,
-            and_(col(Membership.group_id) == UserGroup.id, col(Membership.user_id) == user.id),
+    `lock` also takes the group's row lock for the rest of the transaction, and, for a member,
+    the row of their own membership, in the same statement: Postgres locks only the rows a
+    query returns, so a non-member gets no row, takes no lock and never waits behind the
+    group's writers. A request that waited for the lock sees the role as the previous holder
+    left it: when a locked row changed while the statement waited, Postgres re-reads the
+    latest version of every row it locks (here the caller's membership) and checks the
+    conditions again, so a demotion or a removal that just committed counts. Superusers, who
+    may act on any group without being members, lock the group row alone and then read their
+    role (an outer join's missing side cannot be locked): two statements."""
+    if lock and user.is_superuser:
+        locked = await session.exec(
+            select(UserGroup.id)
+            .where(UserGroup.id == group_id)
+            .with_for_update(key_share=True, of=UserGroup)
         )
-        .where(UserGroup.id == group_id)
+        if locked.first() is None:
+            raise GroupNotFoundError
+    caller_is_member = and_(
+        col(Membership.group_id) == UserGroup.id, col(Membership.user_id) == user.id
     )
+    statement = select(UserGroup, Membership.role).where(UserGroup.id == group_id)
+    if lock and not user.is_superuser:
+        # FOR NO KEY UPDATE: it does not block the foreign-key checks of concurrent inserts.
+        statement = statement.join(Membership, caller_is_member).with_for_update(
+            key_share=True, of=[UserGroup, Membership]
+        )
+    else:
+        statement = statement.outerjoin(Membership, caller_is_member)
     row = (await session.exec(statement)).first()
     if row is None:
         raise GroupNotFoundError
@@ -266,92 +271,185 @@ async def delete_group(session: AsyncSession, user: User, group_id: int) -> None
     await session.flush()
 
 
-def _page_of_memberships(conditions: Sequence[ColumnElement[bool]], page: PageParams) -> Subquery:
-    """One page of a group's memberships, longest-standing first, as a subquery to join the
-    users to afterwards (a deferred join): the page is a range of
-    ix_membership_group_id_joined_at read without the table, and only its rows meet "user".
-    Joining first would join and sort every member of the group for any page."""
-    return (
-        select(Membership.user_id, Membership.role, Membership.joined_at)
-        .where(*conditions)
+# -- the listings: one statement each, built once ------------------------------------------
+#
+# Who calls (roster-auth's CALLER: the cookie's stored token or the JWT's subject, an active
+# user), whether they may see the group (a member, or a superuser), the total and the page, in
+# one statement: a row per item of the page, each carrying the caller's flags, the caller's
+# role and the total (one row with NULL items for an empty page); a NULL group for a caller who
+# may not see it (or a group that does not exist); no row at all for no caller. The subqueries
+# are LATERAL and filtered on the access check, so they run only for a caller who passed it: a
+# non-member costs the check's index lookups and nothing more. The page is a range of
+# ix_membership_group_id_joined_at read without the table, and only its rows meet "user" (a
+# deferred join): joining first would join and sort every member of the group for any page.
+# The final ORDER BY sorts the page's rows only.
+
+GROUPS: Final = UserGroup.__table__  # type: ignore[attr-defined]
+MEMBERSHIPS: Final = Membership.__table__  # type: ignore[attr-defined]
+LISTING_CALLER_ACTIVE: Final = "caller_is_active"
+LISTING_GROUP_ID: Final = "allowed_group_id"
+LISTING_CALLER_ROLE: Final = "caller_role"
+LISTING_TOTAL: Final = "total"
+# The page's order, labelled apart from the items' own columns.
+_PAGE_JOINED_AT: Final = "page_joined_at"
+_PAGE_USER_ID: Final = "page_user_id"
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A page of a listing as the database returned it: items keyed by the response schema's
+    field names, ready to be written as JSON without a model per row."""
+
+    items: list[dict[str, Any]]
+    total: int
+    role: GroupRole | None
+
+
+def _listing_statement(
+    item_columns: Callable[[Subquery], Sequence[ColumnElement[Any]]], *, by_role: bool
+) -> SaSelect[Any]:
+    access = MEMBERSHIPS.alias("access")
+    allowed = (
+        sa_select(GROUPS.c.id.label("group_id"), access.c.role.label("role"))
+        .select_from(
+            GROUPS.outerjoin(
+                access,
+                and_(access.c.group_id == GROUPS.c.id, access.c.user_id == CALLER.c.id),
+            )
+        )
+        .where(
+            GROUPS.c.id == bindparam("group_id"),
+            CALLER.c.is_active,
+            or_(access.c.user_id.is_not(None), CALLER.c.is_superuser),
+        )
+        .lateral("allowed")
+    )
+    in_group: list[ColumnElement[bool]] = [MEMBERSHIPS.c.group_id == bindparam("group_id")]
+    if by_role:
+        in_group.append(MEMBERSHIPS.c.role == bindparam("role", type_=MEMBERSHIPS.c.role.type))
+    counted = (
+        sa_select(func.count().label(LISTING_TOTAL))
+        .select_from(MEMBERSHIPS)
+        .where(*in_group, allowed.c.group_id.is_not(None))
+        .lateral("counted")
+    )
+    memberships = (
+        sa_select(MEMBERSHIPS.c.user_id, MEMBERSHIPS.c.role, MEMBERSHIPS.c.joined_at)
+        .where(*in_group)
         # user_id breaks ties, so pages never overlap or skip.
-        .order_by(col(Membership.joined_at), col(Membership.user_id))
-        .limit(page.limit)
-        .offset(page.offset)
-        .subquery("page")
+        .order_by(MEMBERSHIPS.c.joined_at, MEMBERSHIPS.c.user_id)
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+        .subquery("memberships")
+    )
+    page = (
+        sa_select(
+            memberships.c.joined_at.label(_PAGE_JOINED_AT),
+            memberships.c.user_id.label(_PAGE_USER_ID),
+            *item_columns(memberships),
+        )
+        .select_from(memberships.join(USERS, USERS.c.id == memberships.c.user_id))
+        .where(allowed.c.group_id.is_not(None))
+        .lateral("page")
+    )
+    return (
+        sa_select(
+            CALLER.c.is_active.label(LISTING_CALLER_ACTIVE),
+            allowed.c.group_id.label(LISTING_GROUP_ID),
+            allowed.c.role.label(LISTING_CALLER_ROLE),
+            counted.c[LISTING_TOTAL],
+            *(column for column in page.c if column.key not in (_PAGE_JOINED_AT, _PAGE_USER_ID)),
+            page.c[_PAGE_USER_ID],
+        )
+        .select_from(
+            CALLER.outerjoin(allowed, true()).outerjoin(counted, true()).outerjoin(page, true())
+        )
+        .order_by(page.c[_PAGE_JOINED_AT], page.c[_PAGE_USER_ID])
+    )
+
+
+def _member_columns(memberships: Subquery) -> Sequence[ColumnElement[Any]]:
+    # Named as MemberPublic's fields (a field that is not a column fails at import).
+    columns = {
+        "user_id": memberships.c.user_id,
+        "email": USERS.c.email,
+        "display_name": USERS.c.display_name,
+        "role": memberships.c.role,
+        "joined_at": memberships.c.joined_at,
+    }
+    return [columns[name].label(name) for name in MemberPublic.model_fields]
+
+
+def _user_columns(_memberships: Subquery) -> Sequence[ColumnElement[Any]]:
+    return [column.label(column.key) for column in USER_READ_COLUMNS]
+
+
+MEMBERS_PAGE: Final = _listing_statement(_member_columns, by_role=False)
+MEMBERS_PAGE_BY_ROLE: Final = _listing_statement(_member_columns, by_role=True)
+USERS_PAGE: Final = _listing_statement(_user_columns, by_role=False)
+
+
+async def _listing(
+    reader: Reader,
+    statement: SaSelect[Any],
+    item_fields: Sequence[str],
+    credentials: Credentials,
+    group_id: int,
+    page: PageParams,
+    **parameters: object,
+) -> Listing:
+    rows = await reader.all(
+        statement,
+        {
+            "group_id": group_id,
+            "limit": page.limit,
+            "offset": page.offset,
+            **credentials.parameters(),
+            **parameters,
+        },
+    )
+    if not rows or not rows[0]._mapping[LISTING_CALLER_ACTIVE]:
+        # Neither the cookie's token nor the JWT's subject is a user, or not an active one.
+        raise not_authenticated()
+    first = rows[0]._mapping
+    if first[LISTING_GROUP_ID] is None:
+        # No such group, or the caller is neither a member nor a superuser.
+        raise GroupNotFoundError
+    return Listing(
+        items=[
+            {name: mapping[name] for name in item_fields}
+            for mapping in (row._mapping for row in rows)
+            if mapping[_PAGE_USER_ID] is not None
+        ],
+        total=first[LISTING_TOTAL],
+        role=_role_or_none(first[LISTING_CALLER_ROLE]),
     )
 
 
 async def list_members(
-    session: AsyncSession,
-    user: User,
+    reader: Reader,
+    credentials: Credentials,
     group_id: int,
     page: PageParams,
     role: GroupRole | None = None,
-) -> Page[MemberPublic]:
-    """A group's members, longest-standing first. Three statements, whatever the page size."""
-    await authorize(session, user, group_id)
-    conditions = [col(Membership.group_id) == group_id]
-    if role is not None:
-        conditions.append(col(Membership.role) == role)
-    total = (
-        await session.exec(select(func.count()).select_from(Membership).where(*conditions))
-    ).one()
-    members = _page_of_memberships(conditions, page)
-    # Columns, not entities: no ORM instance per row. (SQLModel's `select` types at most four
-    # columns; its `Select` class takes any number, typed by the annotation.)
-    columns: Select[uuid.UUID, str, str | None, GroupRole, datetime] = Select(
-        members.c.user_id,
-        USER_COLUMNS.email,
-        USER_COLUMNS.display_name,
-        members.c.role,
-        members.c.joined_at,
-    )
-    rows = (
-        await session.exec(
-            columns.join_from(members, User, USER_COLUMNS.id == members.c.user_id).order_by(
-                members.c.joined_at, members.c.user_id
-            )
-        )
-    ).all()
-    return Page(
-        items=[
-            MemberPublic(
-                user_id=user_id,
-                email=email,
-                display_name=display_name,
-                role=member_role,
-                joined_at=joined_at,
-            )
-            for user_id, email, display_name, member_role, joined_at in rows
-        ],
-        total=total,
-        limit=page.limit,
-        offset=page.offset,
+) -> Listing:
+    """A group's members (as MemberPublic's fields), longest-standing first, for any member
+    (and superusers). One statement, the caller's row included, whatever the group and the
+    page size."""
+    if role is None:
+        return await _listing(reader, MEMBERS_PAGE, MEMBER_FIELDS, credentials, group_id, page)
+    return await _listing(
+        reader, MEMBERS_PAGE_BY_ROLE, MEMBER_FIELDS, credentials, group_id, page, role=role
     )
 
 
 async def list_users(
-    session: AsyncSession, user: User, group_id: int, page: PageParams
-) -> tuple[list[UserRead], int]:
-    """A group's users (longest-standing members first) and how many there are in all. Three
-    statements, whatever the page size."""
-    await authorize(session, user, group_id)
-    in_group = col(Membership.group_id) == group_id
-    total = (await session.exec(select(func.count()).select_from(Membership).where(in_group))).one()
-    members = _page_of_memberships([in_group], page)
-    columns: Select[*tuple[Any, ...]] = Select(*USER_READ_COLUMNS)
-    rows = (
-        await session.exec(
-            columns.join_from(members, User, USER_COLUMNS.id == members.c.user_id).order_by(
-                members.c.joined_at, members.c.user_id
-            )
-        )
-    ).all()
-    users = [
-        UserRead.model_validate(dict(zip(UserRead.model_fields, row, strict=True))) for row in rows
-    ]
-    return users, total
+    reader: Reader, credentials: Credentials, group_id: int, page: PageParams
+) -> Listing:
+    """A group's users (as UserRead's fields; longest-standing members first) and how many
+    there are in all, for any member (and superusers). One statement, the caller's row
+    included, whatever the group and the page size."""
+    return await _listing(reader, USERS_PAGE, USER_READ_FIELDS, credentials, group_id, page)
 
 
 async def _membership(session: AsyncSession, group_id: int, user_id: uuid.UUID) -> Membership:
@@ -382,22 +480,91 @@ async def _other_owner_exists(session: AsyncSession, group_id: int, user_id: uui
     return other is not None
 
 
+# -- adding and removing a member: one statement each, built once ----------------------------
+
+# The membership and the new member's address, as the response shows them. No prior look-up of
+# the user: the foreign key refuses one that does not exist (UserNotFoundError), the primary
+# key a second membership (MembershipAlreadyExistsError).
+_INSERTED: Final = (
+    sa_insert(MEMBERSHIPS)
+    .values(
+        group_id=bindparam("group_id"),
+        user_id=bindparam("user_id"),
+        role=bindparam("role"),
+        joined_at=bindparam("joined_at"),
+    )
+    .returning(MEMBERSHIPS.c.user_id, MEMBERSHIPS.c.role, MEMBERSHIPS.c.joined_at)
+    .cte("inserted")
+)
+ADD_MEMBER: Final = sa_select(
+    _INSERTED.c.user_id,
+    USERS.c.email,
+    USERS.c.display_name,
+    _INSERTED.c.role,
+    _INSERTED.c.joined_at,
+).join_from(_INSERTED, USERS, USERS.c.id == _INSERTED.c.user_id)
+
+# Removes the member only where the caller may: a plain member, or anyone when the caller may
+# remove anyone (an owner, a superuser, or the member leaving), and never the last owner. No
+# row: the reason is read afterwards (see _refusal), under the same lock.
+_OTHER_OWNERS: Final = MEMBERSHIPS.alias("other_owner")
+REMOVE_MEMBER: Final = (
+    sa_delete(MEMBERSHIPS)
+    .where(
+        MEMBERSHIPS.c.group_id == bindparam("group_id"),
+        MEMBERSHIPS.c.user_id == bindparam("member_id"),
+        or_(
+            MEMBERSHIPS.c.role == GroupRole.MEMBER,
+            bindparam("may_remove_anyone", type_=Boolean),
+        ),
+        or_(
+            MEMBERSHIPS.c.role != GroupRole.OWNER,
+            sa_select(_OTHER_OWNERS.c.user_id)
+            .where(
+                _OTHER_OWNERS.c.group_id == MEMBERSHIPS.c.group_id,
+                _OTHER_OWNERS.c.role == GroupRole.OWNER,
+                _OTHER_OWNERS.c.user_id != MEMBERSHIPS.c.user_id,
+            )
+            .exists(),
+        ),
+    )
+    .returning(MEMBERSHIPS.c.role)
+)
+MEMBER_ROLE: Final = sa_select(MEMBERSHIPS.c.role).where(
+    MEMBERSHIPS.c.group_id == bindparam("group_id"),
+    MEMBERSHIPS.c.user_id == bindparam("member_id"),
+)
+
+
 async def add_member(
     session: AsyncSession, user: User, group_id: int, data: MembershipCreate
 ) -> MemberPublic:
-    """Add a user with a role (owner, admin; only an owner grants owner)."""
+    """Add a user with a role (owner, admin; only an owner grants owner). Two statements: the
+    lock with the caller's role, then the insert, which also reads the new member's address."""
     access = await authorize(session, user, group_id, GroupRole.ADMIN, lock=True)
     if data.role is GroupRole.OWNER and not access.allows(GroupRole.OWNER):
         raise InsufficientGroupRoleError
-    new_member = await session.get(User, data.user_id)
-    if new_member is None:
-        raise UserNotFoundError
-    membership = Membership(group_id=group_id, user_id=new_member.id, role=data.role)
-    membership.user = new_member
-    session.add(membership)
-    # A foreign-key violation: the account was deleted since we read it.
-    await _flush(session, on_unique=MembershipAlreadyExistsError, on_foreign_key=UserNotFoundError)
-    return _member_public(membership)
+    connection = await session.connection()
+    try:
+        row = (
+            await connection.execute(
+                ADD_MEMBER,
+                {
+                    "group_id": group_id,
+                    "user_id": data.user_id,
+                    "role": data.role,
+                    "joined_at": utc_now(),
+                },
+            )
+        ).one()
+    except IntegrityError as error:
+        if is_unique_violation(error):
+            raise MembershipAlreadyExistsError from error
+        if is_foreign_key_violation(error):
+            # No such account (or it was deleted meanwhile).
+            raise UserNotFoundError from error
+        raise
+    return MemberPublic.model_validate(row._mapping)
 
 
 async def change_role(
@@ -421,30 +588,36 @@ async def remove_member(
     session: AsyncSession, user: User, group_id: int, member_id: uuid.UUID
 ) -> None:
     """Remove a member: an owner removes anyone, an admin removes plain members, and anyone
-    may leave. The last owner cannot go."""
+    may leave. The last owner cannot go. Two statements: the lock with the caller's role,
+    then the delete (and, when it deletes nothing, a third that says why)."""
     access = await authorize(session, user, group_id, lock=True)
     leaving = member_id == user.id
     if not leaving and not access.allows(GroupRole.ADMIN):
         raise InsufficientGroupRoleError
-    membership = await _membership(session, group_id, member_id)
     # Admins remove plain members only; owners (and superusers) remove anyone.
-    if (
-        not leaving
-        and membership.role is not GroupRole.MEMBER
-        and not access.allows(GroupRole.OWNER)
-    ):
+    may_remove_anyone = leaving or access.allows(GroupRole.OWNER)
+    connection = await session.connection()
+    parameters = {
+        "group_id": group_id,
+        "member_id": member_id,
+        "may_remove_anyone": may_remove_anyone,
+    }
+    removed = (await connection.execute(REMOVE_MEMBER, parameters)).first()
+    if removed is not None:
+        return
+    role = (await connection.execute(MEMBER_ROLE, parameters)).scalar_one_or_none()
+    if role is None:
+        raise MemberNotFoundError
+    if role is not GroupRole.MEMBER and not may_remove_anyone:
         raise InsufficientGroupRoleError
-    if membership.role is GroupRole.OWNER and not await _other_owner_exists(
-        session, group_id, member_id
-    ):
-        raise LastOwnerError
-    await session.delete(membership)
-    await session.flush()
+    # The only row the delete keeps that the caller may remove: the last owner.
+    raise LastOwnerError
 
 
 __all__ = [
     "ROLE_RANK",
     "GroupAccess",
+    "Listing",
     "add_member",
     "authorize",
     "change_role",

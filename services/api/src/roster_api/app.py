@@ -34,8 +34,8 @@ from roster_auth import (
     SmtpMailer,
     ThrottleConfig,
 )
-from roster_db import create_engine, create_sessionmaker
-from roster_db.dependencies import SESSIONMAKER_STATE
+from roster_db import EngineReader, create_engine, create_sessionmaker
+from roster_db.dependencies import READER_STATE, SESSIONMAKER_STATE
 from roster_groups import GroupsError, create_groups_router, handle_groups_error
 
 logger = logging.getLogger(__name__)
@@ -161,7 +161,12 @@ def create_app(
             },
         )
         try:
-            yield {SESSIONMAKER_STATE: create_sessionmaker(engine)}
+            yield {
+                SESSIONMAKER_STATE: create_sessionmaker(engine),
+                # Single-statement reads (the current user, the listings) on the same pool,
+                # without BEGIN and COMMIT.
+                READER_STATE: EngineReader(engine),
+            }
         finally:
             await engine.dispose()
 
@@ -174,7 +179,7 @@ def create_app(
     )
     for router in auth.routers():
         app.include_router(router)
-    app.include_router(create_groups_router(auth.current_active_user))
+    app.include_router(create_groups_router(auth.current_active_user, auth.current_credentials))
     app.add_exception_handler(GroupsError, handle_groups_error)
     app.include_router(create_health_router(expected_revision))
     app.state.auth = auth

@@ -1,0 +1,1 @@
+"""The stack-ceiling app: FastAPI + SQLAlchemy async Core (see app.py)."""

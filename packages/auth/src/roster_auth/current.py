@@ -1,0 +1,212 @@
+"""Who is calling: the current-user dependencies every protected route uses.
+
+FastAPI Users' own `current_user` builds a user manager, a user database adapter and a session
+for every request, and reads the user through the ORM (`session.get`) inside a transaction:
+BEGIN, SELECT, COMMIT. Here, the backends' transports still find the token (the same security
+schemes in OpenAPI, the cookie tried first, then the bearer token, as FastAPI Users does), and
+the user's row comes from one Core statement, built once from the models' tables, run by the
+application's `Reader` (AUTOCOMMIT: one round trip):
+
+- a bearer JWT: the strategy checks the signature and the claims, then the row by id;
+- the cookie: the stored token and its user in one statement (a token older than the backend's
+  lifetime is no token).
+
+Nothing is cached but the statements: every request reads the row afresh, so a deactivation or
+a password change (which deletes the stored tokens in the same commit) counts from the next
+request on. The answers are FastAPI Users': 401 without a valid token or for an inactive user,
+403 for a non-superuser where a superuser is required.
+"""
+
+import uuid
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Final
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security.base import SecurityBase
+from sqlalchemy import Row, bindparam, func, select
+from sqlalchemy.orm import make_transient_to_detached
+
+from roster_auth.backends import RequiredClaimsJWTStrategy
+from roster_auth.models import AccessToken, User
+from roster_db import reader_of
+
+USERS: Final = User.__table__
+TOKENS: Final = AccessToken.__table__
+
+USER_BY_ID: Final = select(USERS).where(USERS.c.id == bindparam("user_id"))
+USER_BY_TOKEN: Final = (
+    select(USERS)
+    .join(TOKENS, TOKENS.c.user_id == USERS.c.id)
+    .where(TOKENS.c.token == bindparam("token"), TOKENS.c.created_at >= bindparam("not_before"))
+)
+
+
+# The caller's row in a statement of another member (one that checks who calls and answers in
+# the same statement, as roster-groups' listings do), chosen as the dependencies below choose
+# it: the stored cookie token's user when the token is found (within the cookie's lifetime),
+# else the JWT's subject; no row without either. The parameters come from
+# `Credentials.parameters()`.
+CALLER: Final = (
+    select(USERS.c.id, USERS.c.is_active, USERS.c.is_superuser)
+    .where(
+        USERS.c.id
+        == func.coalesce(
+            select(TOKENS.c.user_id)
+            .where(
+                TOKENS.c.token == bindparam("caller_token", type_=TOKENS.c.token.type),
+                TOKENS.c.created_at
+                >= bindparam("caller_not_before", type_=TOKENS.c.created_at.type),
+            )
+            .scalar_subquery(),
+            bindparam("caller_jwt_user_id", type_=USERS.c.id.type),
+        )
+    )
+    .subquery("caller")
+)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What a request presents, checked as far as it can be without the database: the cookie's
+    token (looked up by `CALLER`) and the subject of a valid JWT."""
+
+    token: str | None
+    jwt_user_id: uuid.UUID | None
+    not_before: datetime
+
+    def parameters(self) -> dict[str, object]:
+        """`CALLER`'s parameters."""
+        return {
+            "caller_token": self.token,
+            "caller_not_before": self.not_before,
+            "caller_jwt_user_id": self.jwt_user_id,
+        }
+
+
+def not_authenticated() -> HTTPException:
+    """FastAPI Users' answer to missing or invalid credentials, or an inactive user."""
+    return HTTPException(status.HTTP_401_UNAUTHORIZED)
+
+
+CredentialsDependency = Callable[..., Coroutine[Any, Any, Credentials]]
+
+
+def credentials_dependency(
+    *,
+    jwt_strategy: RequiredClaimsJWTStrategy,
+    bearer_scheme: SecurityBase,
+    cookie_scheme: SecurityBase,
+    cookie_lifetime_seconds: int,
+) -> CredentialsDependency:
+    """The request's credentials, for a route that reads the caller's row in its own statement
+    (`CALLER`), or a 401 when it has neither a cookie nor a valid JWT. The statement must
+    answer 401 too when `CALLER` finds no row or an inactive user."""
+    cookie_lifetime = timedelta(seconds=cookie_lifetime_seconds)
+
+    async def current_credentials(
+        cookie_token: Annotated[str | None, Depends(cookie_scheme)],
+        bearer_token: Annotated[str | None, Depends(bearer_scheme)],
+    ) -> Credentials:
+        jwt_user_id = None if bearer_token is None else jwt_strategy.user_id_of(bearer_token)
+        if cookie_token is None and jwt_user_id is None:
+            raise not_authenticated()
+        return Credentials(cookie_token, jwt_user_id, datetime.now(UTC) - cookie_lifetime)
+
+    return current_credentials
+
+
+def user_from_row(row: Row[Any]) -> User:
+    """The row as a `User` the ORM sees as loaded and detached, as if a session that read it
+    had closed: a route that writes the user (`PATCH /users/me`) adds it to its session, which
+    then updates the row, never inserts it."""
+    user = User(**row._mapping)
+    make_transient_to_detached(user)
+    return user
+
+
+CurrentUserDependency = Callable[..., Coroutine[Any, Any, User]]
+CurrentUserRowDependency = Callable[..., Coroutine[Any, Any, Row[Any]]]
+
+
+def current_user_row_dependency(
+    *,
+    jwt_strategy: RequiredClaimsJWTStrategy,
+    bearer_scheme: SecurityBase,
+    cookie_scheme: SecurityBase,
+    cookie_lifetime_seconds: int,
+    superuser: bool = False,
+) -> CurrentUserRowDependency:
+    """The active user's row (a superuser's, with `superuser`), or FastAPI Users' 401 (403):
+    for a route that only shows the user (`GET /users/me`), which needs no `User` object."""
+    cookie_lifetime = timedelta(seconds=cookie_lifetime_seconds)
+
+    # The reader is taken from the request, not as a dependency of its own: every dependency
+    # FastAPI solves costs a few percent of a request this short.
+    async def current_user_row(
+        request: Request,
+        cookie_token: Annotated[str | None, Depends(cookie_scheme)],
+        bearer_token: Annotated[str | None, Depends(bearer_scheme)],
+    ) -> Row[Any]:
+        reader = reader_of(request)
+        rows: Sequence[Row[Any]] = ()
+        if cookie_token is not None:
+            not_before = datetime.now(UTC) - cookie_lifetime
+            rows = await reader.all(
+                USER_BY_TOKEN, {"token": cookie_token, "not_before": not_before}
+            )
+        if not rows and bearer_token is not None:
+            user_id = jwt_strategy.user_id_of(bearer_token)
+            if user_id is not None:
+                rows = await reader.all(USER_BY_ID, {"user_id": user_id})
+        if not rows or not rows[0].is_active:
+            raise not_authenticated()
+        if superuser and not rows[0].is_superuser:
+            raise HTTPException(status.HTTP_403_FORBIDDEN)
+        return rows[0]
+
+    return current_user_row
+
+
+def current_user_dependency(
+    *,
+    jwt_strategy: RequiredClaimsJWTStrategy,
+    bearer_scheme: SecurityBase,
+    cookie_scheme: SecurityBase,
+    cookie_lifetime_seconds: int,
+    superuser: bool = False,
+) -> CurrentUserDependency:
+    """The active user (and a superuser, with `superuser`), or FastAPI Users' 401 (403)."""
+    read_row = current_user_row_dependency(
+        jwt_strategy=jwt_strategy,
+        bearer_scheme=bearer_scheme,
+        cookie_scheme=cookie_scheme,
+        cookie_lifetime_seconds=cookie_lifetime_seconds,
+        superuser=superuser,
+    )
+
+    # The same parameters as the row's dependency, called directly rather than depended on
+    # (one dependency fewer to solve on every request).
+    async def current_user(
+        request: Request,
+        cookie_token: Annotated[str | None, Depends(cookie_scheme)],
+        bearer_token: Annotated[str | None, Depends(bearer_scheme)],
+    ) -> User:
+        return user_from_row(await read_row(request, cookie_token, bearer_token))
+
+    return current_user
+
+
+__all__ = [
+    "CALLER",
+    "USER_BY_ID",
+    "USER_BY_TOKEN",
+    "Credentials",
+    "CredentialsDependency",
+    "credentials_dependency",
+    "current_user_dependency",
+    "current_user_row_dependency",
+    "not_authenticated",
+    "user_from_row",
+]
