@@ -245,7 +245,7 @@ async def test_the_schema_documents_the_current_password_and_its_refusal(
     patch_me = schema["paths"]["/users/me"]["patch"]
     # FastAPI Users' route name (hence operation id) and answers, kept.
     assert patch_me["operationId"] == "users_patch_current_user_users_me_patch"
-    assert {"200", "400", "401", "422"} <= set(patch_me["responses"])
+    assert {"200", "400", "401", "422", "429", "503"} <= set(patch_me["responses"])
     examples = patch_me["responses"]["400"]["content"]["application/json"]["examples"]
     assert set(examples) == {
         BAD_CURRENT_PASSWORD,

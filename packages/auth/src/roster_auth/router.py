@@ -124,6 +124,8 @@ def build_users_router(
         response_model=UserRead,
         name=PATCH_CURRENT_USER,
         responses={
+            # A wrong current password counts as a failed login (429), and checking it hashes.
+            **retry_later_responses(hashes=True, throttled=True),
             status.HTTP_401_UNAUTHORIZED: {"description": "Missing token or inactive user."},
             status.HTTP_400_BAD_REQUEST: {
                 "model": ErrorModel,
