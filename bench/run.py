@@ -56,6 +56,10 @@ class Mode:
     # closed loop, and how long the flood runs alone before the reads are measured (it takes a
     # moment for waiting logins to pile up).
     flood_connections: int = 64
+    # The login scenario measures admitted logins: as many connections as one roster process
+    # hashes and queues (max_concurrent_password_hashes 2 + max_waiting_password_hashes 4, the
+    # defaults); more would measure the queue's 503s, which login-flood does.
+    login_connections: int = 6
     probe_connections: int = 4
     flood_lead_s: float = 2
 
@@ -404,8 +408,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     if scenario.kind is Kind.FLOOD:
                         measurements += measure_flood(roster, scenario, load, mode)
                         continue
+                    scenario_load = (
+                        replace(load, connections=mode.login_connections)
+                        if scenario.kind is Kind.LOGIN
+                        else load
+                    )
                     for server in (by_name[app] for app in scenario.apps()):
-                        measurements.append(measure(server, scenario, load, mode, options.workers))
+                        measurements.append(
+                            measure(server, scenario, scenario_load, mode, options.workers)
+                        )
                         if args.profile is not None and scenario.kind is not Kind.WRITE:
                             summary = profiling.profile(
                                 server, scenario, load, mode.duration_s, args.profile
@@ -443,7 +454,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("Cores", cores.describe()),
             (
                 "Load",
-                f"{generator_text}, {mode.connections} connections, "
+                f"{generator_text}, {mode.connections} connections "
+                f"({mode.login_connections} for the login scenario), "
                 f"{mode.duration_s:g} s per scenario after {mode.warmup_s:g} s of warm-up",
             ),
             *(
