@@ -19,6 +19,7 @@ from roster_auth.backends import RequiredClaimsJWTStrategy, build_backends, jwt_
 from roster_auth.config import AuthConfig
 from roster_auth.current import (
     CredentialsDependency,
+    CredentialSources,
     credentials_dependency,
     current_user_dependency,
     current_user_row_dependency,
@@ -65,35 +66,18 @@ class RosterAuth:
         # Ours, not FastAPI Users' (see roster_auth.current): no user manager, no session, one
         # statement. FastAPI Users' own (`fastapi_users.current_user`) remain on its routes
         # for single users (`/users/{id}`).
-        bearer, cookie = self.jwt_backend.transport.scheme, self.cookie_backend.transport.scheme
-        strategy, lifetime = self.jwt_strategy, config.cookie_token_lifetime_seconds
-        self.current_active_user: UserDependency = current_user_dependency(
-            jwt_strategy=strategy,
-            bearer_scheme=bearer,
-            cookie_scheme=cookie,
-            cookie_lifetime_seconds=lifetime,
+        sources = CredentialSources(
+            jwt_strategy=self.jwt_strategy,
+            bearer_scheme=self.jwt_backend.transport.scheme,
+            cookie_scheme=self.cookie_backend.transport.scheme,
+            cookie_lifetime_seconds=config.cookie_token_lifetime_seconds,
         )
-        self.current_superuser: UserDependency = current_user_dependency(
-            jwt_strategy=strategy,
-            bearer_scheme=bearer,
-            cookie_scheme=cookie,
-            cookie_lifetime_seconds=lifetime,
-            superuser=True,
-        )
+        self.current_active_user: UserDependency = current_user_dependency(sources)
+        self.current_superuser: UserDependency = current_user_dependency(sources, superuser=True)
         # For routes that read the caller's row in their own statement (roster_auth.CALLER).
-        self.current_credentials: CredentialsDependency = credentials_dependency(
-            jwt_strategy=strategy,
-            bearer_scheme=bearer,
-            cookie_scheme=cookie,
-            cookie_lifetime_seconds=lifetime,
-        )
+        self.current_credentials: CredentialsDependency = credentials_dependency(sources)
         # For routes that only show the user: its row, without a `User` object.
-        self.current_active_user_row = current_user_row_dependency(
-            jwt_strategy=strategy,
-            bearer_scheme=bearer,
-            cookie_scheme=cookie,
-            cookie_lifetime_seconds=lifetime,
-        )
+        self.current_active_user_row = current_user_row_dependency(sources)
 
     def user_manager(
         self, session: AsyncSession, background_tasks: BackgroundTasks | None = None

@@ -85,6 +85,23 @@ class Credentials:
         }
 
 
+@dataclass(frozen=True)
+class CredentialSources:
+    """Where a request's credentials come from, for every current-user dependency: the
+    bearer JWT (read by `jwt_strategy`) and the cookie's stored token (valid for
+    `cookie_lifetime_seconds`), each through the backend's security scheme, so that OpenAPI
+    documents both."""
+
+    jwt_strategy: RequiredClaimsJWTStrategy
+    bearer_scheme: SecurityBase
+    cookie_scheme: SecurityBase
+    cookie_lifetime_seconds: int
+
+    @property
+    def cookie_lifetime(self) -> timedelta:
+        return timedelta(seconds=self.cookie_lifetime_seconds)
+
+
 def not_authenticated() -> HTTPException:
     """FastAPI Users' answer to missing or invalid credentials, or an inactive user."""
     return HTTPException(status.HTTP_401_UNAUTHORIZED)
@@ -93,21 +110,15 @@ def not_authenticated() -> HTTPException:
 CredentialsDependency = Callable[..., Coroutine[Any, Any, Credentials]]
 
 
-def credentials_dependency(
-    *,
-    jwt_strategy: RequiredClaimsJWTStrategy,
-    bearer_scheme: SecurityBase,
-    cookie_scheme: SecurityBase,
-    cookie_lifetime_seconds: int,
-) -> CredentialsDependency:
+def credentials_dependency(sources: CredentialSources) -> CredentialsDependency:
     """The request's credentials, for a route that reads the caller's row in its own statement
     (`CALLER`), or a 401 when it has neither a cookie nor a valid JWT. The statement must
     answer 401 too when `CALLER` finds no row or an inactive user."""
-    cookie_lifetime = timedelta(seconds=cookie_lifetime_seconds)
+    jwt_strategy, cookie_lifetime = sources.jwt_strategy, sources.cookie_lifetime
 
     async def current_credentials(
-        cookie_token: Annotated[str | None, Depends(cookie_scheme)],
-        bearer_token: Annotated[str | None, Depends(bearer_scheme)],
+        cookie_token: Annotated[str | None, Depends(sources.cookie_scheme)],
+        bearer_token: Annotated[str | None, Depends(sources.bearer_scheme)],
     ) -> Credentials:
         jwt_user_id = None if bearer_token is None else jwt_strategy.user_id_of(bearer_token)
         if cookie_token is None and jwt_user_id is None:
@@ -131,23 +142,18 @@ CurrentUserRowDependency = Callable[..., Coroutine[Any, Any, Row[Any]]]
 
 
 def current_user_row_dependency(
-    *,
-    jwt_strategy: RequiredClaimsJWTStrategy,
-    bearer_scheme: SecurityBase,
-    cookie_scheme: SecurityBase,
-    cookie_lifetime_seconds: int,
-    superuser: bool = False,
+    sources: CredentialSources, *, superuser: bool = False
 ) -> CurrentUserRowDependency:
     """The active user's row (a superuser's, with `superuser`), or FastAPI Users' 401 (403):
     for a route that only shows the user (`GET /users/me`), which needs no `User` object."""
-    cookie_lifetime = timedelta(seconds=cookie_lifetime_seconds)
+    jwt_strategy, cookie_lifetime = sources.jwt_strategy, sources.cookie_lifetime
 
     # The reader is taken from the request, not as a dependency of its own: every dependency
     # FastAPI solves costs a few percent of a request this short.
     async def current_user_row(
         request: Request,
-        cookie_token: Annotated[str | None, Depends(cookie_scheme)],
-        bearer_token: Annotated[str | None, Depends(bearer_scheme)],
+        cookie_token: Annotated[str | None, Depends(sources.cookie_scheme)],
+        bearer_token: Annotated[str | None, Depends(sources.bearer_scheme)],
     ) -> Row[Any]:
         reader = reader_of(request)
         rows: Sequence[Row[Any]] = ()
@@ -170,28 +176,17 @@ def current_user_row_dependency(
 
 
 def current_user_dependency(
-    *,
-    jwt_strategy: RequiredClaimsJWTStrategy,
-    bearer_scheme: SecurityBase,
-    cookie_scheme: SecurityBase,
-    cookie_lifetime_seconds: int,
-    superuser: bool = False,
+    sources: CredentialSources, *, superuser: bool = False
 ) -> CurrentUserDependency:
     """The active user (and a superuser, with `superuser`), or FastAPI Users' 401 (403)."""
-    read_row = current_user_row_dependency(
-        jwt_strategy=jwt_strategy,
-        bearer_scheme=bearer_scheme,
-        cookie_scheme=cookie_scheme,
-        cookie_lifetime_seconds=cookie_lifetime_seconds,
-        superuser=superuser,
-    )
+    read_row = current_user_row_dependency(sources, superuser=superuser)
 
     # The same parameters as the row's dependency, called directly rather than depended on
     # (one dependency fewer to solve on every request).
     async def current_user(
         request: Request,
-        cookie_token: Annotated[str | None, Depends(cookie_scheme)],
-        bearer_token: Annotated[str | None, Depends(bearer_scheme)],
+        cookie_token: Annotated[str | None, Depends(sources.cookie_scheme)],
+        bearer_token: Annotated[str | None, Depends(sources.bearer_scheme)],
     ) -> User:
         return user_from_row(await read_row(request, cookie_token, bearer_token))
 
@@ -202,6 +197,7 @@ __all__ = [
     "CALLER",
     "USER_BY_ID",
     "USER_BY_TOKEN",
+    "CredentialSources",
     "Credentials",
     "CredentialsDependency",
     "credentials_dependency",
