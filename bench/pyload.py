@@ -49,6 +49,14 @@ class Tally:
         return request
 
 
+class ClosedAfterAnswerError(Exception):
+    """A complete answer after which the server closes the connection."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
 def _h11_request(request: HttpRequest, body: bytes, port: int) -> h11.Request:
     headers = [("Host", f"{HOST}:{port}"), *request.headers.items()]
     if body:
@@ -81,6 +89,11 @@ async def _exchange(
         elif isinstance(event, h11.Response):
             status = event.status_code
         elif isinstance(event, h11.EndOfMessage):
+            if connection.our_state is h11.MUST_CLOSE:
+                # The server answered `Connection: close` (uvicorn's limit_concurrency 503
+                # does): the answer counts, and the next request opens a new connection.
+                writer.close()
+                raise ClosedAfterAnswerError(status)
             connection.start_next_cycle()
             return status
 
@@ -99,6 +112,9 @@ async def _connection_loop(tally: Tally, port: int, request_timeout_s: float) ->
                 status = await asyncio.wait_for(
                     _exchange(connection, reader, writer, request, port), request_timeout_s
                 )
+            except ClosedAfterAnswerError as closed:
+                status = closed.status
+                reader = writer = None
             except (OSError, TimeoutError, h11.ProtocolError) as error:
                 tally.error_kinds["timeout" if isinstance(error, TimeoutError) else "socket"] += 1
                 if writer is not None:

@@ -30,6 +30,10 @@ STRONG: dict[str, Any] = {
         ({"mailer": LoggingMailer(reveal_content=True)}, "development=True"),
         ({"max_concurrent_password_hashes": 0}, "max_concurrent_password_hashes"),
         ({"max_waiting_password_hashes": -1}, "max_waiting_password_hashes"),
+        ({"password_hashing_niceness": 20}, "password_hashing_niceness"),
+        ({"password_hashing_niceness": -1}, "password_hashing_niceness"),
+        ({"refusal_pause_seconds": 1}, "refusal_pause_seconds"),
+        ({"refusal_pause_seconds": -0.1}, "refusal_pause_seconds"),
     ],
 )
 def test_unsafe_configuration_is_refused(overrides: dict[str, Any], message: str) -> None:

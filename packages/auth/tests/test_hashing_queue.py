@@ -2,6 +2,8 @@
 database connection, and a full queue is refused at once (503 PASSWORD_HASHING_BUSY with
 Retry-After) instead of queueing for seconds."""
 
+import os
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -15,6 +17,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from roster_auth import OutboxMailer, RosterAuth
+from roster_auth.hashing import PasswordHashingQueue
 from roster_auth.testing import (
     DEFAULT_PASSWORD,
     config_for_tests,
@@ -213,3 +216,20 @@ async def test_hashing_ends_a_read_only_transaction_and_keeps_pending_changes(
             assert stored is not None
             assert stored.display_name is None
         await session.rollback()
+
+
+def _own_niceness() -> int:
+    # On Linux, PRIO_PROCESS with the thread's id is that thread's nice value alone.
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+async def test_hashes_run_below_the_event_loop_s_priority() -> None:
+    assert sys.platform == "linux", "the hashing threads are niced on Linux only"
+    loop_niceness = _own_niceness()
+    queue = PasswordHashingQueue(capacity=1, max_waiting=0, niceness=19)
+    seen = [await queue.run(_own_niceness) for _ in range(2)]
+    # Both on the queue's one thread, niced when it started; the loop's thread is untouched.
+    assert seen == [19, 19]
+    assert _own_niceness() == loop_niceness
+    plain = PasswordHashingQueue(capacity=1, max_waiting=0, niceness=0)
+    assert await plain.run(_own_niceness) == loop_niceness

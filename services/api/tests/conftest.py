@@ -32,6 +32,8 @@ def make_settings(**overrides: Any) -> Settings:
         "environment": "development",
         "migrations_dir": MIGRATIONS_DIR,
         "log_format": "console",
+        # Refusals are answered at once, except in the guard's own tests.
+        "refusal_pause_seconds": 0,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)

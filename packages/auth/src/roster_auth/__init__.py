@@ -10,6 +10,7 @@ from roster_auth.errors import (
     PasswordHashingBusyError,
     TooManyRequestsError,
 )
+from roster_auth.guard import PasswordTrafficGuard
 from roster_auth.mail import (
     LoggingMailer,
     Mailer,
@@ -42,6 +43,7 @@ __all__ = [
     "OutboxMailer",
     "PasswordHashingBusyError",
     "PasswordPolicy",
+    "PasswordTrafficGuard",
     "RosterAuth",
     "SmtpMailer",
     "Throttle",

@@ -2,6 +2,7 @@
 and the dependencies other members need (current active user, current superuser)."""
 
 import uuid
+from typing import Final
 
 from fastapi import APIRouter, BackgroundTasks
 from fastapi.routing import APIRoute
@@ -31,9 +32,13 @@ from roster_auth.hashing import PasswordHashingQueue
 from roster_auth.manager import UserManager
 from roster_auth.models import User
 from roster_auth.password import MAX_RAW_PASSWORD_LENGTH, NormalizingPasswordHelper
-from roster_auth.router import build_admin_router, build_users_router
+from roster_auth.router import USERS_PREFIX, build_admin_router, build_users_router
 from roster_auth.throttle import Throttle, subject_key
 from roster_db import SessionDep
+
+AUTH_PREFIX: Final = "/auth"
+# Where each backend's login and logout are: the JWT backend's, then the cookie backend's.
+BACKEND_PREFIXES: Final = ("/jwt", "/cookie")
 
 
 class RosterAuth:
@@ -43,7 +48,9 @@ class RosterAuth:
             config.password_helper if config.password_helper is not None else PasswordHelper()
         )
         self.hashing_queue = PasswordHashingQueue(
-            config.max_concurrent_password_hashes, config.max_waiting_password_hashes
+            config.max_concurrent_password_hashes,
+            config.max_waiting_password_hashes,
+            config.password_hashing_niceness,
         )
         self.jwt_strategy: RequiredClaimsJWTStrategy = jwt_strategy(config)
         # Failed logins, registrations and mail requests, counted in Postgres.
@@ -97,13 +104,32 @@ class RosterAuth:
         """A bearer JWT for the user, as `/auth/jwt/login` would issue."""
         return await self.jwt_strategy.write_token(user)
 
+    def hashing_routes(self) -> frozenset[tuple[str, str]]:
+        """The (method, path) of the routes that always hash a password: refused before
+        routing when the hashing queue is full (`roster_auth.PasswordTrafficGuard`)."""
+        routes = {("POST", f"{AUTH_PREFIX}{prefix}/login") for prefix in BACKEND_PREFIXES}
+        routes.add(("POST", f"{AUTH_PREFIX}/reset-password"))
+        if self.config.registration_enabled:
+            routes.add(("POST", f"{AUTH_PREFIX}/register"))
+        return frozenset(routes)
+
+    def refusing_routes(self) -> frozenset[tuple[str, str]]:
+        """The (method, path) of every route that may refuse password traffic (429 from a
+        throttle, 503 from the hashing queue): the guard pauses their refusals."""
+        return self.hashing_routes() | {
+            ("POST", f"{AUTH_PREFIX}/forgot-password"),
+            ("POST", f"{AUTH_PREFIX}/request-verify-token"),
+            ("PATCH", f"{USERS_PREFIX}/me"),
+        }
+
     def routers(self) -> list[APIRouter]:
         """Every auth route, ready for `app.include_router`: `/auth/...` and `/users/...`."""
         users = self.fastapi_users
         # As sent, before normalising: the bound every password field of ours has.
         password_max_length = MAX_RAW_PASSWORD_LENGTH
-        auth_router = APIRouter(prefix="/auth", tags=["auth"])
-        for prefix, backend in (("/jwt", self.jwt_backend), ("/cookie", self.cookie_backend)):
+        auth_router = APIRouter(prefix=AUTH_PREFIX, tags=["auth"])
+        backends = (self.jwt_backend, self.cookie_backend)
+        for prefix, backend in zip(BACKEND_PREFIXES, backends, strict=True):
             login_router = build_login_router(
                 backend,
                 get_user_manager=self.get_user_manager,

@@ -119,6 +119,13 @@ class AuthConfig:
     # default cost on two cores, so the last of 4 waiting behind 2 slots is served within one
     # to two seconds.
     max_waiting_password_hashes: int = 4
+    # The nice value (0 to 19) of the hashing threads, Linux only: the worker's event loop,
+    # which serves every other request, comes first on the core they share.
+    password_hashing_niceness: int = 10
+    # How long a refusal of password traffic (429, 503) waits before it is sent, asleep: a
+    # client that retries at once gets a few refusals a second per connection, instead of
+    # taking the event loop from everyone else (`roster_auth.guard`). Below `Retry-After`.
+    refusal_pause_seconds: float = 0.5
     throttle: ThrottleConfig = field(default_factory=ThrottleConfig)
 
     def __post_init__(self) -> None:
@@ -136,6 +143,11 @@ class AuthConfig:
             raise AuthConfigError("max_concurrent_password_hashes must be at least 1")
         if self.max_waiting_password_hashes < 0:
             raise AuthConfigError("max_waiting_password_hashes must be at least 0")
+        if not 0 <= self.password_hashing_niceness <= 19:
+            raise AuthConfigError("password_hashing_niceness must be between 0 and 19")
+        if not 0 <= self.refusal_pause_seconds < 1:
+            # 1 s is the smallest `Retry-After`, and a refusal's answer must come within it.
+            raise AuthConfigError("refusal_pause_seconds must be at least 0 and below 1")
         if self.cookie_samesite == "none" and not self.cookie_secure:
             raise AuthConfigError("cookie_samesite='none' requires cookie_secure=True")
         if not self.public_base_url.startswith(("https://", "http://")):

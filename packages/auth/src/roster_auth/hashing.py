@@ -9,15 +9,28 @@ at once (`max_concurrent_password_hashes`). Requests beyond that wait, at most
 A route that will hash (a login) takes its place in the queue first (`reserve`), before any
 database work, so that the requests beyond capacity are refused without touching the pool;
 anything else takes its place when it hashes (`run`).
+
+The hashes run in the queue's own threads, at a lower scheduling priority than the event loop
+(`niceness`, Linux): a worker's loop shares its core with them, and a memory-hard hash that
+runs whenever it is runnable takes the core, and the caches, from every other request of the
+worker. Niced, a hash takes the time the loop leaves; under a flood the loop is kept free by
+`roster_auth.guard`.
 """
 
+import asyncio
+import functools
+import logging
+import os
+import sys
+import threading
+import weakref
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from typing import Final, TypeVar, TypeVarTuple
 
-import anyio.to_thread
-from anyio import CapacityLimiter
+import anyio
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from roster_auth.errors import PasswordHashingBusyError
@@ -25,8 +38,13 @@ from roster_auth.errors import PasswordHashingBusyError
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
+logger = logging.getLogger(__name__)
+
 # A place frees up every few tenths of a second at the default cost.
 BUSY_RETRY_AFTER_SECONDS: Final = 1
+# The nice value of the hashing threads: 10 gives a runnable event loop about ten times a hash
+# thread's share of the core.
+DEFAULT_HASHING_NICENESS: Final = 10
 
 # The queue whose place the current request holds (`reserve`).
 _reserved_in: ContextVar["PasswordHashingQueue | None"] = ContextVar(
@@ -36,15 +54,16 @@ _reserved_in: ContextVar["PasswordHashingQueue | None"] = ContextVar(
 
 class PasswordHashingQueue:
     """At most `capacity` hashes at once, each in a worker thread (argon2-cffi releases the
-    GIL), and at most `max_waiting` callers waiting for one. One per process (`RosterAuth`):
-    workers and replicas each have their own cores to hash on."""
+    GIL) niced by `niceness`, and at most `max_waiting` callers waiting for one. One per
+    process (`RosterAuth`): workers and replicas each have their own cores to hash on."""
 
-    def __init__(self, capacity: int, max_waiting: int) -> None:
+    def __init__(
+        self, capacity: int, max_waiting: int, niceness: int = DEFAULT_HASHING_NICENESS
+    ) -> None:
         self.capacity = capacity
         self.max_waiting = max_waiting
-        # Its own threads, so that hashes never take the thread pool FastAPI shares with
-        # plain `def` dependencies; admission keeps it from ever having to queue.
-        self._threads = CapacityLimiter(capacity)
+        self.niceness = niceness
+        self._executor: ThreadPoolExecutor | None = None
         self._admitted = 0
 
     @property
@@ -83,7 +102,26 @@ class PasswordHashingQueue:
         async with self.reserve():
             if session is not None:
                 await release_connection(session)
-            return await anyio.to_thread.run_sync(func, *args, limiter=self._threads)
+            future = self._threads().submit(func, *args)
+            # As anyio's worker threads: a cancelled caller still waits for its hash, so that
+            # the place it holds is given back only once its thread is free.
+            with anyio.CancelScope(shield=True):
+                result = await asyncio.wrap_future(future)
+            return result
+
+    def _threads(self) -> ThreadPoolExecutor:
+        # Its own threads, so that hashes never take the thread pool FastAPI shares with
+        # plain `def` dependencies, and may run at their own priority; admission keeps more
+        # than `max_waiting` hashes from ever queueing for them. Started at the first hash,
+        # and stopped with the queue.
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                self.capacity,
+                thread_name_prefix="roster-password-hashing",
+                initializer=functools.partial(lower_thread_priority, self.niceness),
+            )
+            weakref.finalize(self, self._executor.shutdown, wait=False)
+        return self._executor
 
     @asynccontextmanager
     async def _admission(self) -> AsyncIterator[None]:
@@ -96,6 +134,17 @@ class PasswordHashingQueue:
             yield
         finally:
             self._admitted -= 1
+
+
+def lower_thread_priority(niceness: int) -> None:
+    """Give the calling thread this nice value (Linux schedules threads one by one; elsewhere
+    the whole process would change, so nothing is done). Raising it needs no privilege."""
+    if niceness <= 0 or sys.platform != "linux":
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+    except OSError as error:  # a sandbox that forbids it: hash at the loop's priority
+        logger.warning("password hashing threads keep their priority: %s", error)
 
 
 async def release_connection(session: AsyncSession) -> None:
@@ -114,4 +163,10 @@ async def release_connection(session: AsyncSession) -> None:
     await session.commit()
 
 
-__all__ = ["BUSY_RETRY_AFTER_SECONDS", "PasswordHashingQueue", "release_connection"]
+__all__ = [
+    "BUSY_RETRY_AFTER_SECONDS",
+    "DEFAULT_HASHING_NICENESS",
+    "PasswordHashingQueue",
+    "lower_thread_priority",
+    "release_connection",
+]

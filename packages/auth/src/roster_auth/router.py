@@ -20,13 +20,15 @@ from roster_auth.schemas import UserCreate, UserRead, UserUpdate, UserUpdateMe
 from roster_auth.service import list_users
 from roster_db import Page, PageParamsDep, RowsJSONResponse, SessionDep
 
+USERS_PREFIX: Final = "/users"
+
 
 def build_admin_router(
     get_user_manager: UserManagerDependency, current_superuser: UserDependency
 ) -> APIRouter:
     """`GET /users` and `POST /users`, on a router with the `/users` prefix (the routes'
     own path is empty, which FastAPI allows only under a prefix)."""
-    router = APIRouter(prefix="/users", tags=["users"])
+    router = APIRouter(prefix=USERS_PREFIX, tags=["users"])
     superuser_responses: dict[int | str, dict[str, Any]] = {
         status.HTTP_401_UNAUTHORIZED: {"description": "Missing token or inactive user."},
         status.HTTP_403_FORBIDDEN: {"description": "Not a superuser."},

@@ -30,6 +30,7 @@ from roster_auth import (
     AuthConfig,
     LoggingMailer,
     Mailer,
+    PasswordTrafficGuard,
     RosterAuth,
     SmtpMailer,
     ThrottleConfig,
@@ -91,6 +92,8 @@ def build_auth_config(settings: Settings) -> AuthConfig:
         development=not settings.is_production,
         max_concurrent_password_hashes=settings.max_concurrent_password_hashes,
         max_waiting_password_hashes=settings.max_waiting_password_hashes,
+        password_hashing_niceness=settings.password_hashing_niceness,
+        refusal_pause_seconds=settings.refusal_pause_seconds,
         throttle=build_throttle_config(settings),
     )
 
@@ -186,9 +189,12 @@ def create_app(
 
     install_error_handlers(app)
 
-    # Innermost first: input is bounded and checked next to the routes, errors become JSON
-    # above them, CORS headers reach error answers too, and the access log sees the final status.
+    # Innermost first: input is bounded and checked next to the routes, password traffic is
+    # guarded above that (under a flood, logins are refused before their body is read),
+    # errors become JSON above them, CORS headers reach error answers too, and the access
+    # log sees the final status.
     app.add_middleware(RequestInputMiddleware, max_body_size=settings.max_body_size)
+    app.add_middleware(PasswordTrafficGuard, auth=auth)
     app.add_middleware(ErrorResponseMiddleware)
     if settings.cors_origins:
         app.add_middleware(
