@@ -17,7 +17,9 @@ from roster_auth.testing import DEFAULT_PASSWORD
 from .conftest import make_settings, serve
 
 Sessionmaker = async_sessionmaker[AsyncSession]
-PAUSE = 0.3
+# Long enough that a request held back for it stands out from one that was not, even on a
+# loaded machine.
+PAUSE = 0.5
 
 
 def test_the_guard_settings_reach_the_auth_config() -> None:
@@ -54,13 +56,16 @@ async def test_a_full_hashing_queue_refuses_logins_before_reading_them(
                 assert busy.status_code == 503, (path, busy.text)
                 assert busy.json() == {"detail": "PASSWORD_HASHING_BUSY"}
                 assert busy.headers["retry-after"] == "1"
-                assert PAUSE <= elapsed < 1, (path, elapsed)
+                assert elapsed >= PAUSE, (path, elapsed)
             # Routes that do not hash are neither refused nor held back.
-            started = time.perf_counter()
-            unread = await client.post("/auth/forgot-password")
-            me = await client.get("/users/me")
-            assert time.perf_counter() - started < PAUSE
-            assert (unread.status_code, me.status_code) == (422, 401)
+            for method, path, expected in [
+                ("POST", "/auth/forgot-password", 422),
+                ("GET", "/users/me", 401),
+            ]:
+                started = time.perf_counter()
+                answer = await client.request(method, path)
+                assert time.perf_counter() - started < PAUSE, path
+                assert answer.status_code == expected, path
         assert not queue.is_full
         accepted = await client.post(
             "/auth/jwt/login", data={"username": "nobody@example.com", "password": "x"}
@@ -84,4 +89,4 @@ async def test_a_throttled_login_is_refused_after_the_pause(
         elapsed = time.perf_counter() - started
     assert refused.status_code == 429
     assert refused.json() == {"detail": "TOO_MANY_REQUESTS"}
-    assert PAUSE <= elapsed < 1, elapsed
+    assert elapsed >= PAUSE, elapsed

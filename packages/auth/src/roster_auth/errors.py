@@ -54,23 +54,32 @@ _RETRY_AFTER: Final = {
 }
 
 
+# What each refusal's documented answer says, by status.
+_REFUSALS: Final = {
+    status.HTTP_429_TOO_MANY_REQUESTS: (
+        TOO_MANY_REQUESTS,
+        "too many attempts from this client address or for this account",
+    ),
+    status.HTTP_503_SERVICE_UNAVAILABLE: (
+        PASSWORD_HASHING_BUSY,
+        "every password hashing slot is taken and the queue for them is full",
+    ),
+}
+
+
 def retry_later_responses(
     *, hashes: bool = False, throttled: bool = False
 ) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` for a route that hashes a password (503) or is throttled (429)."""
-    responses: dict[int | str, dict[str, Any]] = {}
-    if throttled:
-        responses[status.HTTP_429_TOO_MANY_REQUESTS] = {
-            "model": ErrorModel,
-            "description": f"`{TOO_MANY_REQUESTS}`: too many attempts from this client address "
-            "or for this account; try again after `Retry-After` seconds.",
-            "headers": _RETRY_AFTER,
-        }
+    statuses = [status.HTTP_429_TOO_MANY_REQUESTS] if throttled else []
     if hashes:
-        responses[status.HTTP_503_SERVICE_UNAVAILABLE] = {
+        statuses.append(status.HTTP_503_SERVICE_UNAVAILABLE)
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status_code in statuses:
+        code, reason = _REFUSALS[status_code]
+        responses[status_code] = {
             "model": ErrorModel,
-            "description": f"`{PASSWORD_HASHING_BUSY}`: every password hashing slot is taken "
-            "and the queue for them is full; try again after `Retry-After` seconds.",
+            "description": f"`{code}`: {reason}; try again after `Retry-After` seconds.",
             "headers": _RETRY_AFTER,
         }
     return responses

@@ -102,12 +102,12 @@ class PasswordHashingQueue:
         async with self.reserve():
             if session is not None:
                 await release_connection(session)
-            future = self._threads().submit(func, *args)
+            hashed = asyncio.wrap_future(self._threads().submit(func, *args))
             # As anyio's worker threads: a cancelled caller still waits for its hash, so that
             # the place it holds is given back only once its thread is free.
             with anyio.CancelScope(shield=True):
-                result = await asyncio.wrap_future(future)
-            return result
+                await asyncio.wait([hashed])
+            return hashed.result()
 
     def _threads(self) -> ThreadPoolExecutor:
         # Its own threads, so that hashes never take the thread pool FastAPI shares with

@@ -270,6 +270,19 @@ def _unsupported_media_type(media_type: str) -> JSONResponse:
     )
 
 
+class ResponseWatch:
+    """`send`, passed on, noting the status of the response once it has started."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.status: int | None = None
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        await self._send(message)
+
+
 class ErrorResponseMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -278,18 +291,11 @@ class ErrorResponseMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        response_started = False
-
-        async def watching_send(message: Message) -> None:
-            nonlocal response_started
-            if message["type"] == "http.response.start":
-                response_started = True
-            await send(message)
-
+        watch = ResponseWatch(send)
         try:
-            await self.app(scope, receive, watching_send)
+            await self.app(scope, receive, watch.send)
         except Exception as exc:
-            if response_started:
+            if watch.status is not None:
                 # Too late to answer differently; let the server close the connection.
                 raise
             response = response_for_exception(exc, scope.get("path", ""))
@@ -305,22 +311,16 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status_code = 500
-
-        async def recording_send(message: Message) -> None:
-            nonlocal status_code
-            if message["type"] == "http.response.start":
-                status_code = message["status"]
-            await send(message)
-
+        watch = ResponseWatch(send)
         try:
-            await self.app(scope, receive, recording_send)
+            await self.app(scope, receive, watch.send)
         finally:
             access_logger.info(
                 "request",
                 extra={
                     **request_fields(scope),
-                    "status": status_code,
+                    # No answer at all: the server answers 500 (or closes the connection).
+                    "status": watch.status if watch.status is not None else 500,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 1),
                 },
             )
