@@ -130,8 +130,9 @@ def _is_live(now: ColumnElement[Any]) -> ColumnElement[bool]:
 
 _NOW: Final = bindparam("now", type_=INVITATIONS.c.expires_at.type)
 _EMAIL: Final = bindparam("email", type_=INVITATIONS.c.email.type)
-_GROUP_ID: Final = bindparam("group_id", type_=INVITATIONS.c.group_id.type)
-_TOKEN_HASH: Final = bindparam("token_hash", type_=INVITATIONS.c.token_hash.type)
+# Not named as columns: an UPDATE reserves its table's column names for its SET clause.
+_GROUP_ID: Final = bindparam("group", type_=INVITATIONS.c.group_id.type)
+_TOKEN_HASH: Final = bindparam("digest", type_=INVITATIONS.c.token_hash.type)
 _USER_ID: Final = bindparam("user_id", type_=USERS.c.id.type)
 _INVITATION_ID: Final = bindparam("invitation_id", type_=INVITATIONS.c.id.type)
 
@@ -220,7 +221,7 @@ async def create_invitation(
     token = new_token()
     parameters: dict[str, object] = {
         "id": uuid.uuid4(),
-        "group_id": group_id,
+        "group": group_id,
         "email": data.email,
         "role": data.role,
         "token_hash": token_digest(token),
@@ -302,7 +303,7 @@ async def revoke_invitation(
     that is no longer pending (answered, revoked or expired) is a 409."""
     access = await authorize(session, user, group_id, GroupRole.ADMIN, lock=True)
     parameters = {
-        "group_id": group_id,
+        "group": group_id,
         "invitation_id": invitation_id,
         "now": now,
         "may_revoke_owners": access.allows(GroupRole.OWNER),
@@ -404,7 +405,7 @@ async def accept_invitation(
     the membership's insert), a fourth when the address was not verified; a refusal reads
     its reason in one more."""
     parameters: dict[str, object] = {
-        "token_hash": token_digest(token),
+        "digest": token_digest(token),
         "user_id": user.id,
         "now": now,
     }
@@ -422,7 +423,7 @@ async def accept_invitation(
         member = (
             await connection.execute(
                 ADD_INVITED_MEMBER,
-                {**parameters, "group_id": accepted.group_id, "role": accepted.role},
+                {**parameters, "group": accepted.group_id, "role": accepted.role},
             )
         ).one()
     except IntegrityError as error:
@@ -445,7 +446,7 @@ async def accept_invitation(
 async def decline_invitation(session: AsyncSession, user: User, token: str, now: datetime) -> None:
     """Decline an invitation to the caller's address: it can no longer be accepted. One
     statement; a refusal reads its reason in a second."""
-    parameters = {"token_hash": token_digest(token), "user_id": user.id, "now": now}
+    parameters = {"digest": token_digest(token), "user_id": user.id, "now": now}
     connection = await session.connection()
     if (await connection.execute(DECLINE_INVITATION, parameters)).first() is None:
         await _refuse_token(connection, parameters)
@@ -566,7 +567,7 @@ async def list_group_invitations(
     rows = await reader.all(
         GROUP_INVITATIONS_PAGE[status],
         {
-            "group_id": group_id,
+            "group": group_id,
             "limit": page.limit,
             "offset": page.offset,
             "now": now,
