@@ -1,6 +1,7 @@
 """A test application (RosterAuth + the groups router on the test's Postgres) and the people
 who use it: an owner, an admin, a member, an outsider, a superuser, and anonymous."""
 
+import hashlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
@@ -23,7 +24,7 @@ from roster_auth import OutboxMailer, RosterAuth, User
 from roster_auth.testing import bearer_headers, config_for_tests, create_user
 from roster_db.testkit import asgi_client
 from roster_groups import GroupsError, InvitationConfig, create_groups_router, handle_groups_error
-from roster_groups.models import GroupRole, Membership, UserGroup
+from roster_groups.models import GroupInvitation, GroupRole, Membership, UserGroup
 
 pytest_plugins = ["roster_db.testing"]
 
@@ -245,6 +246,29 @@ async def add_group(
         )
         await session.commit()
         return group.id
+
+
+async def add_invitation(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    group_id: int,
+    email: str,
+    role: GroupRole,
+    token: str,
+    expires_at: datetime | None = None,
+) -> uuid.UUID:
+    """A pending invitation written directly, with a known token; expires in a week (real
+    time) unless told."""
+    async with sessionmaker() as session:
+        invitation = GroupInvitation(
+            group_id=group_id,
+            email=email,
+            role=role,
+            token_hash=hashlib.sha256(token.encode()).digest(),
+            expires_at=expires_at or datetime.now(UTC) + timedelta(days=7),
+        )
+        session.add(invitation)
+        await session.commit()
+        return invitation.id
 
 
 @dataclass
