@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from roster_auth import MailKind, OutboxMailer, RosterAuth, User
@@ -25,7 +25,9 @@ from .conftest import (
     Person,
     World,
     add_group,
+    add_invitation,
     make_people,
+    recorded_statements,
     roles,
     unique_email,
 )
@@ -715,3 +717,47 @@ async def test_deleting_the_inviter_keeps_the_invitation_valid(
     )
     assert accepted.status_code == 200, accepted.text
     assert (await roles(db_sessionmaker, world.group_id))[world.newcomer.id] is GroupRole.ADMIN
+
+
+# -- the listings' cost ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [3, 30])
+async def test_each_listing_is_one_statement_whatever_its_size(
+    client: httpx.AsyncClient,
+    world: World,
+    auth: RosterAuth,
+    db_sessionmaker: async_sessionmaker[AsyncSession],
+    db_connection: AsyncConnection,
+    size: int,
+) -> None:
+    invitee = world.newcomer.user.email
+    for n in range(size):
+        group_id = await add_group(
+            db_sessionmaker, f"Cost {size} {n}", {world.owner.id: GroupRole.OWNER}
+        )
+        await add_invitation(
+            db_sessionmaker,
+            world.group_id,
+            unique_email(f"c{n}"),
+            GroupRole.MEMBER,
+            f"cost-{size}-{n}-".ljust(43, "c"),
+        )
+        await add_invitation(
+            db_sessionmaker, group_id, invitee, GroupRole.MEMBER, f"mine-{size}-{n}-".ljust(43, "m")
+        )
+    for url, person in (
+        (f"/groups/{world.group_id}/invitations?limit=100", world.admin),
+        ("/users/me/invitations?limit=100", world.newcomer),
+    ):
+        with recorded_statements(db_connection) as executed:
+            response = await client.get(url, headers=person.headers)
+        assert response.status_code == 200, response.text
+        assert len(response.json()["items"]) == size
+        statements = [
+            e.statement
+            for e in executed
+            if not e.statement.startswith(("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO"))
+        ]
+        # The caller's row, the access check, the total and the page: one statement.
+        assert len(statements) == 1, statements
