@@ -761,3 +761,23 @@ async def test_each_listing_is_one_statement_whatever_its_size(
         ]
         # The caller's row, the access check, the total and the page: one statement.
         assert len(statements) == 1, statements
+
+
+async def test_removing_the_inviter_from_the_group_keeps_the_invitation_valid(
+    client: httpx.AsyncClient,
+    world: World,
+    outbox: OutboxMailer,
+    db_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    invitation, token = await invited_token(
+        client, world, outbox, world.newcomer.user.email, by="admin"
+    )
+    removed = await client.delete(
+        f"/groups/{world.group_id}/members/{world.admin.id}", headers=world.owner.headers
+    )
+    assert removed.status_code == 204
+    assert (await stored(db_sessionmaker, invitation["id"])).invited_by == world.admin.id
+    accepted = await client.post(
+        "/invitations/accept", json={"token": token}, headers=world.newcomer.headers
+    )
+    assert accepted.status_code == 200, accepted.text
