@@ -212,8 +212,9 @@ async def create_invitation(
     config: InvitationConfig,
 ) -> CreatedInvitation:
     """Invite an address into a group with a role (owner, admin; only an owner invites an
-    owner). Three statements: the lock with the caller's role, the insert, the inviter's group
-    name comes with the lock; a refusal reads its reason in a fourth."""
+    owner). Two statements: the lock with the caller's role (and the group's name, for the
+    mail), then the insert; a refusal reads its reason in a third. The mail is returned, to
+    be sent once the transaction has committed."""
     access = await authorize(session, user, group_id, GroupRole.ADMIN, lock=True)
     if data.role is GroupRole.OWNER and not access.allows(GroupRole.OWNER):
         raise InsufficientGroupRoleError
