@@ -1,6 +1,7 @@
 """A test application (RosterAuth + the groups router on the test's Postgres) and the people
 who use it: an owner, an admin, a member, an outsider, a superuser, and anonymous."""
 
+import hashlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
@@ -19,16 +20,47 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 import roster_auth.models  # noqa: F401  (tables must exist before the plugin creates them)
 import roster_groups.models  # noqa: F401
-from roster_auth import RosterAuth, User
+from roster_auth import OutboxMailer, RosterAuth, User
 from roster_auth.testing import bearer_headers, config_for_tests, create_user
 from roster_db.testkit import asgi_client
-from roster_groups import GroupsError, create_groups_router, handle_groups_error
-from roster_groups.models import GroupRole, Membership, UserGroup
+from roster_groups import GroupsError, InvitationConfig, create_groups_router, handle_groups_error
+from roster_groups.models import GroupInvitation, GroupRole, Membership, UserGroup
 
 pytest_plugins = ["roster_db.testing"]
 
 
-def build_app(auth: RosterAuth, sessionmaker: async_sessionmaker[AsyncSession]) -> FastAPI:
+class Clock:
+    """The time invitations expire by: the real time, moved on by `advance`."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, delta: timedelta) -> None:
+        self.offset += delta
+
+
+INVITATION_BASE_URL = "https://app.roster.test"
+INVITATION_ACCEPT_PATH = "/join"
+
+
+def invitation_config_for_tests(clock: Clock, outbox: OutboxMailer) -> InvitationConfig:
+    return InvitationConfig(
+        mailer=outbox,
+        public_base_url=INVITATION_BASE_URL,
+        accept_path=INVITATION_ACCEPT_PATH,
+        product_name="Roster",
+        clock=clock,
+    )
+
+
+def build_app(
+    auth: RosterAuth,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    invitation_config: InvitationConfig | None = None,
+) -> FastAPI:
     """The application as roster-api composes it: auth routes, then the groups routes."""
 
     @asynccontextmanager
@@ -38,7 +70,13 @@ def build_app(auth: RosterAuth, sessionmaker: async_sessionmaker[AsyncSession]) 
     app = FastAPI(lifespan=lifespan)
     for router in auth.routers():
         app.include_router(router)
-    app.include_router(create_groups_router(auth.current_active_user, auth.current_credentials))
+    app.include_router(
+        create_groups_router(
+            auth.current_active_user,
+            auth.current_credentials,
+            invitation_config=invitation_config,
+        )
+    )
     app.add_exception_handler(GroupsError, handle_groups_error)
     return app
 
@@ -70,8 +108,43 @@ def switchable_sessionmaker() -> SwitchableSessionmaker:
 
 
 @pytest.fixture(scope="session")
-def app(auth: RosterAuth, switchable_sessionmaker: SwitchableSessionmaker) -> FastAPI:
-    return build_app(auth, cast(async_sessionmaker[AsyncSession], switchable_sessionmaker))
+def session_clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture(scope="session")
+def session_outbox() -> OutboxMailer:
+    return OutboxMailer()
+
+
+@pytest.fixture
+def clock(session_clock: Clock) -> Iterator[Clock]:
+    """The invitations' clock, at the real time when the test starts."""
+    session_clock.offset = timedelta(0)
+    yield session_clock
+    session_clock.offset = timedelta(0)
+
+
+@pytest.fixture
+def outbox(session_outbox: OutboxMailer) -> Iterator[OutboxMailer]:
+    """The invitation mails the application sent during the test."""
+    session_outbox.clear()
+    yield session_outbox
+    session_outbox.clear()
+
+
+@pytest.fixture(scope="session")
+def app(
+    auth: RosterAuth,
+    switchable_sessionmaker: SwitchableSessionmaker,
+    session_clock: Clock,
+    session_outbox: OutboxMailer,
+) -> FastAPI:
+    return build_app(
+        auth,
+        cast(async_sessionmaker[AsyncSession], switchable_sessionmaker),
+        invitation_config_for_tests(session_clock, session_outbox),
+    )
 
 
 @pytest_asyncio.fixture
@@ -79,8 +152,11 @@ async def client(
     app: FastAPI,
     switchable_sessionmaker: SwitchableSessionmaker,
     db_sessionmaker: async_sessionmaker[AsyncSession],
+    clock: Clock,
+    outbox: OutboxMailer,
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of the application, on the test's rolled-back transaction."""
+    """A client of the application, on the test's rolled-back transaction (the invitations'
+    clock reset and their outbox emptied)."""
     switchable_sessionmaker.target = db_sessionmaker
     try:
         async with serve(app) as client:
@@ -170,6 +246,29 @@ async def add_group(
         )
         await session.commit()
         return group.id
+
+
+async def add_invitation(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    group_id: int,
+    email: str,
+    role: GroupRole,
+    token: str,
+    expires_at: datetime | None = None,
+) -> uuid.UUID:
+    """A pending invitation written directly, with a known token; expires in a week (real
+    time) unless told."""
+    async with sessionmaker() as session:
+        invitation = GroupInvitation(
+            group_id=group_id,
+            email=email,
+            role=role,
+            token_hash=hashlib.sha256(token.encode()).digest(),
+            expires_at=expires_at or datetime.now(UTC) + timedelta(days=7),
+        )
+        session.add(invitation)
+        await session.commit()
+        return invitation.id
 
 
 @dataclass

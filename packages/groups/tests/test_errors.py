@@ -16,6 +16,15 @@ ANSWERS = {
     errors.LastOwnerError: (409, "LAST_OWNER"),
     errors.InsufficientGroupRoleError: (403, "INSUFFICIENT_GROUP_ROLE"),
     errors.SuperuserRequiredError: (403, "SUPERUSER_REQUIRED"),
+    errors.EmailNotVerifiedError: (403, "EMAIL_NOT_VERIFIED"),
+    errors.InvitationNotFoundError: (404, "INVITATION_NOT_FOUND"),
+    errors.InvitationNotPendingError: (409, "INVITATION_NOT_PENDING"),
+    errors.InvitationAlreadyPendingError: (409, "INVITATION_ALREADY_PENDING"),
+    errors.UnknownInvitationTokenError: (400, "INVITATION_NOT_FOUND"),
+    errors.InvitationExpiredError: (400, "INVITATION_EXPIRED"),
+    errors.InvitationRevokedError: (400, "INVITATION_REVOKED"),
+    errors.InvitationAlreadyUsedError: (400, "INVITATION_ALREADY_USED"),
+    errors.InvitationEmailMismatchError: (400, "INVITATION_EMAIL_MISMATCH"),
 }
 
 

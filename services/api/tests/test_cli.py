@@ -18,18 +18,20 @@ from sqlalchemy import Select, func, select
 from typer.testing import CliRunner, Result
 
 from roster_api import migrations
+from roster_api.app import create_app
 from roster_api.cli import cli
 from roster_api.seed import DEVELOPMENT_SEED_PASSWORD
 from roster_api.seed import group_table as groups
+from roster_api.seed import invitation_table as invitations
 from roster_api.seed import membership_table as memberships
 from roster_api.seed import user_table as users
 from roster_auth import User
-from roster_auth.testing import DEFAULT_PASSWORD, create_user
+from roster_auth.testing import DEFAULT_PASSWORD, config_for_tests, create_user
 from roster_db import create_sessionmaker, one_off_engine
 from roster_db.testing import CreateDatabase
 from roster_groups import GroupRole
 
-from .conftest import MIGRATIONS_DIR
+from .conftest import MIGRATIONS_DIR, make_settings, serve
 
 # Variables a developer may have set that would change what the commands do.
 ISOLATED_ENVIRONMENT = {
@@ -253,6 +255,16 @@ async def test_commands_refuse_an_unmigrated_database(create_database: CreateDat
 # --- seed -----------------------------------------------------------------------------------
 
 
+async def pending_invitations(url: str) -> list[tuple[str, str, str]]:
+    async with one_off_engine(url) as engine, engine.connect() as connection:
+        rows = await connection.execute(
+            select(groups.c.name, invitations.c.email, invitations.c.role)
+            .join(invitations, invitations.c.group_id == groups.c.id)
+            .where(invitations.c.status == "pending")
+        )
+        return [(name, email, GroupRole(role).value) for name, email, role in rows.tuples()]
+
+
 async def group_members(url: str) -> dict[str, dict[str, GroupRole]]:
     async with one_off_engine(url) as engine, engine.connect() as connection:
         rows = await connection.execute(
@@ -291,7 +303,37 @@ async def test_seed_loads_the_examples_sample_once(create_database: CreateDataba
     assert len(await users_by_email(url)) == 6
     rows = [line.split() for line in second.output.splitlines()]
     created = {row[1]: row[3] for row in rows if len(row) >= 4 and row[0] == "│"}
-    assert created == {"users": "0", "groups": "0", "memberships": "0"}
+    assert created == {"users": "0", "groups": "0", "memberships": "0", "invitations": "0"}
+    assert await pending_invitations(url) == [("Developer", "newcomer@example.com", "member")]
+
+
+async def test_the_seeds_invitation_can_be_accepted_with_the_printed_token(
+    create_database: CreateDatabase,
+) -> None:
+    url = await migrated(create_database)
+    result = await roster("seed", database_url=url)
+    assert result.exit_code == 0, result.output
+    [line] = [line for line in result.output.splitlines() if "its token" in line]
+    token = line.split()[-1]
+    app = create_app(
+        make_settings(database_url=url),
+        auth_config=config_for_tests(send_verification_on_register=False),
+    )
+    async with serve(app) as client:
+        registered = await client.post(
+            "/auth/register",
+            json={"email": "newcomer@example.com", "password": DEFAULT_PASSWORD},
+        )
+        assert registered.status_code == 201, registered.text
+        login = await client.post(
+            "/auth/jwt/login",
+            data={"username": "newcomer@example.com", "password": DEFAULT_PASSWORD},
+        )
+        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        accepted = await client.post("/invitations/accept", json={"token": token}, headers=headers)
+    assert accepted.status_code == 200, accepted.text
+    assert (accepted.json()["name"], accepted.json()["role"]) == ("Developer", "member")
+    assert await pending_invitations(url) == []
 
 
 async def test_seed_in_production_requires_a_password(create_database: CreateDatabase) -> None:

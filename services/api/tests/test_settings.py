@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from roster_api.app import build_auth_config, build_invitation_config
 from roster_api.settings import (
     DEVELOPMENT_SECRETS,
     Environment,
@@ -198,3 +199,39 @@ def test_the_readme_documents_every_variable() -> None:
         if f"`{variable_name(field)}`" not in table
     ]
     assert missing == []
+
+
+def test_invitation_settings_reach_the_groups_configuration(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ROSTER_INVITATION_LIFETIME_SECONDS", "3600")
+    monkeypatch.setenv("ROSTER_INVITATION_ACCEPT_PATH", "/welcome")
+    monkeypatch.setenv("ROSTER_PUBLIC_BASE_URL", "https://people.example")
+    settings = make_settings()
+    auth_config = build_auth_config(settings)
+    config = build_invitation_config(settings, auth_config)
+    assert (config.lifetime_seconds, config.accept_path) == (3600, "/welcome")
+    assert config.public_base_url == "https://people.example"
+    # The same mailer as every other mail.
+    assert config.mailer is auth_config.mailer
+
+    monkeypatch.delenv("ROSTER_INVITATION_LIFETIME_SECONDS")
+    monkeypatch.delenv("ROSTER_INVITATION_ACCEPT_PATH")
+    defaults = make_settings()
+    assert defaults.invitation_lifetime_seconds == 7 * 24 * 3600
+    assert defaults.invitation_accept_path == "/invitations/accept"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("invitation_lifetime_seconds", 0),
+        ("invitation_lifetime_seconds", -5),
+        ("invitation_accept_path", "invitations/accept"),
+        ("invitation_accept_path", "https://elsewhere.example/accept"),
+    ],
+)
+def test_bad_invitation_settings_are_refused(field: str, value: object) -> None:
+    with pytest.raises(ValidationError) as raised:
+        make_settings(**{field: value})
+    assert field in str(raised.value)

@@ -25,6 +25,8 @@ class MailKind(enum.StrEnum):
     RESET_PASSWORD = "reset_password"  # noqa: S105 (a kind of mail)
     # To the old address after an email change: a notice, with no link and no token.
     EMAIL_CHANGED = "email_changed"
+    # An invitation into a group (sent by roster-groups through this mailer).
+    INVITATION = "invitation"
 
 
 @dataclass(frozen=True, kw_only=True)

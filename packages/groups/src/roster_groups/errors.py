@@ -52,7 +52,8 @@ class GroupNameAlreadyExistsError(GroupsError, status_code=409, code="GROUP_NAME
 
 
 class MembershipAlreadyExistsError(GroupsError, status_code=409, code="MEMBERSHIP_ALREADY_EXISTS"):
-    """The user is already a member of the group."""
+    """The user is already a member of the group (for an invitation: the invited address is
+    a member's)."""
 
 
 class LastOwnerError(GroupsError, status_code=409, code="LAST_OWNER"):
@@ -65,6 +66,45 @@ class InsufficientGroupRoleError(GroupsError, status_code=403, code="INSUFFICIEN
 
 class SuperuserRequiredError(GroupsError, status_code=403, code="SUPERUSER_REQUIRED"):
     """Only superusers may do this."""
+
+
+class EmailNotVerifiedError(GroupsError, status_code=403, code="EMAIL_NOT_VERIFIED"):
+    """The caller's address is not verified: invitations to it are not shown (the account has
+    not proven that the address is its owner's)."""
+
+
+class InvitationNotFoundError(GroupsError, status_code=404, code="INVITATION_NOT_FOUND"):
+    """No invitation of this group has this id."""
+
+
+class InvitationNotPendingError(GroupsError, status_code=409, code="INVITATION_NOT_PENDING"):
+    """The invitation was already accepted, declined or revoked, or it has expired."""
+
+
+class InvitationAlreadyPendingError(
+    GroupsError, status_code=409, code="INVITATION_ALREADY_PENDING"
+):
+    """The address already has a pending invitation to the group (revoke it to send another)."""
+
+
+class UnknownInvitationTokenError(GroupsError, status_code=400, code="INVITATION_NOT_FOUND"):
+    """No invitation has this token (never issued, or its group was deleted)."""
+
+
+class InvitationExpiredError(GroupsError, status_code=400, code="INVITATION_EXPIRED"):
+    """The invitation was not answered in time."""
+
+
+class InvitationRevokedError(GroupsError, status_code=400, code="INVITATION_REVOKED"):
+    """An owner or admin of the group revoked the invitation."""
+
+
+class InvitationAlreadyUsedError(GroupsError, status_code=400, code="INVITATION_ALREADY_USED"):
+    """The invitation was already accepted or declined."""
+
+
+class InvitationEmailMismatchError(GroupsError, status_code=400, code="INVITATION_EMAIL_MISMATCH"):
+    """The invitation is for another address than the signed-in account's."""
 
 
 class ErrorBody(BaseModel):
@@ -95,15 +135,24 @@ def error_responses(*errors: type[GroupsError]) -> dict[int | str, dict[str, Any
 
 
 __all__ = [
+    "EmailNotVerifiedError",
     "ErrorBody",
     "GroupNameAlreadyExistsError",
     "GroupNotFoundError",
     "GroupsError",
     "InsufficientGroupRoleError",
+    "InvitationAlreadyPendingError",
+    "InvitationAlreadyUsedError",
+    "InvitationEmailMismatchError",
+    "InvitationExpiredError",
+    "InvitationNotFoundError",
+    "InvitationNotPendingError",
+    "InvitationRevokedError",
     "LastOwnerError",
     "MemberNotFoundError",
     "MembershipAlreadyExistsError",
     "SuperuserRequiredError",
+    "UnknownInvitationTokenError",
     "UserNotFoundError",
     "error_responses",
     "handle_groups_error",

@@ -17,7 +17,9 @@ from sqlalchemy import (
     DateTime,
     Enum,
     Index,
+    LargeBinary,
     String,
+    UniqueConstraint,
     event,
     func,
     text,
@@ -27,6 +29,7 @@ from sqlalchemy.orm import relationship
 from sqlmodel import Field, Relationship
 
 from roster_auth import User
+from roster_auth.models import EMAIL_MAX_LENGTH
 from roster_db import SQLModelBase
 
 GROUP_NAME_MAX_LENGTH: Final = 100
@@ -43,6 +46,20 @@ class GroupRole(enum.StrEnum):
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _role_type() -> Enum:
+    # A VARCHAR with a CHECK constraint (ck_<table>_group_role), not a native Postgres enum:
+    # adding a role later is a constraint swap, not an ALTER TYPE.
+    return Enum(
+        GroupRole,
+        name="group_role",
+        native_enum=False,
+        create_constraint=True,
+        length=20,
+        values_callable=lambda roles: [role.value for role in roles],
+        validate_strings=True,
+    )
 
 
 class UserGroup(SQLModelBase, table=True):
@@ -119,21 +136,7 @@ class Membership(SQLModelBase, table=True):
 
     group_id: int = Field(foreign_key="user_group.id", ondelete="CASCADE", primary_key=True)
     user_id: uuid.UUID = Field(foreign_key="user.id", ondelete="CASCADE", primary_key=True)
-    # A VARCHAR with a CHECK constraint (ck_membership_group_role), not a native Postgres
-    # enum: adding a role later is a constraint swap, not an ALTER TYPE.
-    role: GroupRole = Field(
-        default=GroupRole.MEMBER,
-        sa_type=Enum(
-            GroupRole,
-            name="group_role",
-            native_enum=False,
-            create_constraint=True,
-            length=20,
-            values_callable=lambda roles: [role.value for role in roles],
-            validate_strings=True,
-        ),
-        nullable=False,
-    )
+    role: GroupRole = Field(default=GroupRole.MEMBER, sa_type=_role_type(), nullable=False)
     joined_at: datetime = Field(
         default_factory=utc_now,
         sa_type=DateTime(timezone=True),
@@ -150,6 +153,89 @@ class Membership(SQLModelBase, table=True):
         return (
             f"Membership(group_id={self.group_id!r}, user_id={self.user_id!s}, "
             f"role={self.role.value!r})"
+        )
+
+
+class InvitationStatus(enum.StrEnum):
+    """Where an invitation stands. `expired` is never stored: a pending invitation past its
+    `expires_at` reads as expired (so no job has to mark it, and the clock alone decides)."""
+
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+
+
+# What the status column may hold: every status but the derived one.
+STORED_INVITATION_STATUSES: Final = tuple(
+    status.value for status in InvitationStatus if status is not InvitationStatus.EXPIRED
+)
+INVITATION_TOKEN_DIGEST_SIZE: Final = 32  # SHA-256
+
+
+class GroupInvitation(SQLModelBase, table=True):
+    """An invitation, by email, to join a group with a role. The token that the mail carries is
+    never stored: only its SHA-256 digest, so a copy of the table lets nobody in.
+
+    A group's deletion deletes its invitations (ON DELETE CASCADE); the inviter's deletion
+    keeps them valid, with `invited_by` NULL (ON DELETE SET NULL)."""
+
+    __tablename__ = "group_invitation"
+    __table_args__ = (
+        UniqueConstraint("token_hash"),
+        CheckConstraint(
+            f"octet_length(token_hash) = {INVITATION_TOKEN_DIGEST_SIZE}",
+            name="token_hash_is_a_digest",
+        ),
+        CheckConstraint(
+            "status IN ({})".format(", ".join(f"'{s}'" for s in STORED_INVITATION_STATUSES)),
+            name="status",
+        ),
+        # Answered invitations say when; pending ones do not.
+        CheckConstraint(
+            "(status = 'pending') = (responded_at IS NULL)", name="responded_at_when_answered"
+        ),
+        # A group's invitations, newest first (its listing), and the cascade of its deletion.
+        Index("ix_group_invitation_group_id_created_at", "group_id", "created_at", "id"),
+        # Pending invitations by address: the invitee's listing, and the check for a pending
+        # invitation to the same address when another is created. Letter case ignored, as the
+        # user table's unique index does.
+        Index(
+            "ix_group_invitation_pending_email",
+            func.lower(text("email")),
+            "group_id",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        # The SET NULL when an inviter's account is deleted.
+        Index("ix_group_invitation_invited_by", "invited_by"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    group_id: int = Field(foreign_key="user_group.id", ondelete="CASCADE")
+    email: str = Field(max_length=EMAIL_MAX_LENGTH, sa_type=String(EMAIL_MAX_LENGTH))
+    role: GroupRole = Field(default=GroupRole.MEMBER, sa_type=_role_type(), nullable=False)
+    token_hash: bytes = Field(sa_type=LargeBinary, nullable=False)
+    invited_by: uuid.UUID | None = Field(
+        default=None, foreign_key="user.id", ondelete="SET NULL", nullable=True
+    )
+    status: str = Field(default=InvitationStatus.PENDING.value, sa_type=String(20), nullable=False)
+    created_at: datetime = Field(
+        default_factory=utc_now,
+        sa_type=DateTime(timezone=True),
+        sa_column_kwargs={"server_default": func.now()},
+        nullable=False,
+    )
+    expires_at: datetime = Field(sa_type=DateTime(timezone=True), nullable=False)
+    # When it was accepted, declined or revoked.
+    responded_at: datetime | None = Field(
+        default=None, sa_type=DateTime(timezone=True), nullable=True
+    )
+
+    def __repr__(self) -> str:
+        # No email and no digest: a repr in a log names the invitation, not the invitee.
+        return (
+            f"GroupInvitation(id={self.id!s}, group_id={self.group_id!r}, status={self.status!r})"
         )
 
 
@@ -234,7 +320,11 @@ __all__ = [
     "DROP_KEEP_AN_OWNER_SQL",
     "GROUP_DESCRIPTION_MAX_LENGTH",
     "GROUP_NAME_MAX_LENGTH",
+    "INVITATION_TOKEN_DIGEST_SIZE",
+    "STORED_INVITATION_STATUSES",
+    "GroupInvitation",
     "GroupRole",
+    "InvitationStatus",
     "Membership",
     "UserGroup",
     "membership_table",

@@ -5,20 +5,26 @@ OpenAPI `responses` the ones it can answer."""
 import uuid
 from typing import Annotated, Final
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request, Response, status
 
 from roster_auth import Credentials, CredentialsDependency, User, UserDependency, UserRead
+from roster_auth.mail import deliver
 from roster_db import Page, PageParams, PageParamsDep, ReaderDep, RowsJSONResponse, SessionDep
-from roster_groups import errors, service
+from roster_groups import errors, invitations, service
+from roster_groups.config import InvitationConfig
 from roster_groups.errors import error_responses
-from roster_groups.models import GroupRole
+from roster_groups.models import GroupRole, InvitationStatus
 from roster_groups.schemas import (
     GroupCreate,
     GroupPublic,
     GroupUpdate,
+    InvitationAnswer,
+    InvitationCreate,
+    InvitationPublic,
     MemberPublic,
     MembershipCreate,
     MembershipUpdate,
+    MyInvitationPublic,
 )
 
 # Group ids are Postgres INTEGERs: a larger number is a client error, not a database error.
@@ -45,13 +51,24 @@ def link_header(request: Request, page: PageParams, total: int) -> str | None:
     return ", ".join(links) or None
 
 
+def _page(listing_items: list[dict[str, object]], total: int, page: PageParams) -> Response:
+    return RowsJSONResponse(
+        {"items": listing_items, "total": total, "limit": page.limit, "offset": page.offset}
+    )
+
+
 def create_groups_router(
-    current_user: UserDependency, current_credentials: CredentialsDependency
+    current_user: UserDependency,
+    current_credentials: CredentialsDependency,
+    *,
+    invitation_config: InvitationConfig | None = None,
 ) -> APIRouter:
     """Every groups route, authenticated by `current_user` (`auth.current_active_user`), and
-    the listings of a group by `current_credentials` (`auth.current_credentials`: they read
-    the caller's row in their own statement). The application registers `handle_groups_error`
-    for `GroupsError` alongside."""
+    the listings by `current_credentials` (`auth.current_credentials`: they read the caller's
+    row in their own statement). `invitation_config` says how invitations are mailed and how
+    long they last (give the application's mailer and public URL). The application registers
+    `handle_groups_error` for `GroupsError` alongside."""
+    config = invitation_config if invitation_config is not None else InvitationConfig()
     CurrentUser = Annotated[User, Depends(current_user)]  # noqa: N806 - a type alias
     CurrentCredentials = Annotated[Credentials, Depends(current_credentials)]  # noqa: N806
     router = APIRouter(tags=["groups"])
@@ -201,6 +218,110 @@ def create_groups_router(
         if link is not None:
             headers["Link"] = link
         return RowsJSONResponse(listing.items, headers=headers)
+
+    @router.post(
+        "/groups/{group_id}/invitations",
+        status_code=status.HTTP_201_CREATED,
+        response_model=InvitationPublic,
+        responses=error_responses(
+            *group_errors,
+            errors.MembershipAlreadyExistsError,
+            errors.InvitationAlreadyPendingError,
+        ),
+    )
+    async def create_invitation(
+        group_id: GroupIdPath,
+        data: InvitationCreate,
+        session: SessionDep,
+        user: CurrentUser,
+        background_tasks: BackgroundTasks,
+    ) -> InvitationPublic:
+        """Invite an address into a group with a role (owner, admin; only an owner invites an
+        owner), and mail it a link with the invitation's token. A repeat while one is pending
+        is a 409: revoke the pending one to send another."""
+        created = await invitations.create_invitation(session, user, group_id, data, config)
+        # After the response, so after the commit: a mail never announces a rolled-back
+        # invitation, and a slow mail server does not hold the request.
+        background_tasks.add_task(deliver, config.mailer, created.mail)
+        return created.invitation
+
+    @router.get(
+        "/groups/{group_id}/invitations",
+        response_model=Page[InvitationPublic],
+        responses=on_group,
+    )
+    async def list_invitations(
+        group_id: GroupIdPath,
+        reader: ReaderDep,
+        credentials: CurrentCredentials,
+        page: PageParamsDep,
+        invitation_status: Annotated[
+            InvitationStatus | None,
+            Query(alias="status", description="Only invitations with this status."),
+        ] = None,
+    ) -> Response:
+        """A group's invitations, newest first (owner, admin)."""
+        listing = await invitations.list_group_invitations(
+            reader, credentials, group_id, page, config.clock(), invitation_status
+        )
+        return _page(listing.items, listing.total, page)
+
+    @router.delete(
+        "/groups/{group_id}/invitations/{invitation_id}",
+        status_code=status.HTTP_204_NO_CONTENT,
+        responses=error_responses(
+            *group_errors, errors.InvitationNotFoundError, errors.InvitationNotPendingError
+        ),
+    )
+    async def revoke_invitation(
+        group_id: GroupIdPath, invitation_id: uuid.UUID, session: SessionDep, user: CurrentUser
+    ) -> None:
+        """Revoke a pending invitation (owner, admin; an owner's invitation, owners only)."""
+        await invitations.revoke_invitation(session, user, group_id, invitation_id, config.clock())
+
+    @router.get(
+        "/users/me/invitations",
+        response_model=Page[MyInvitationPublic],
+        responses=error_responses(errors.EmailNotVerifiedError),
+    )
+    async def my_invitations(
+        reader: ReaderDep, credentials: CurrentCredentials, page: PageParamsDep
+    ) -> Response:
+        """The pending invitations to the caller's address, newest first (a verified address
+        only). Accepting needs the token of the invitation's mail."""
+        listing = await invitations.list_my_invitations(reader, credentials, page, config.clock())
+        return _page(listing.items, listing.total, page)
+
+    token_errors = (
+        errors.UnknownInvitationTokenError,
+        errors.InvitationExpiredError,
+        errors.InvitationRevokedError,
+        errors.InvitationAlreadyUsedError,
+        errors.InvitationEmailMismatchError,
+    )
+
+    @router.post(
+        "/invitations/accept",
+        response_model=GroupPublic,
+        responses=error_responses(*token_errors, errors.MembershipAlreadyExistsError),
+    )
+    async def accept_invitation(
+        data: InvitationAnswer, session: SessionDep, user: CurrentUser
+    ) -> GroupPublic:
+        """Join the group with the invited role, signed in with the invited address; the
+        address becomes verified (the token reached its inbox). Answers the group joined."""
+        return await invitations.accept_invitation(session, user, data.token, config.clock())
+
+    @router.post(
+        "/invitations/decline",
+        status_code=status.HTTP_204_NO_CONTENT,
+        responses=error_responses(*token_errors),
+    )
+    async def decline_invitation(
+        data: InvitationAnswer, session: SessionDep, user: CurrentUser
+    ) -> None:
+        """Decline an invitation to the signed-in address: it can no longer be accepted."""
+        await invitations.decline_invitation(session, user, data.token, config.clock())
 
     return router
 

@@ -2,13 +2,19 @@
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Final, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
+from roster_auth.models import EMAIL_MAX_LENGTH
 from roster_db.text import MultiLine, SingleLine
-from roster_groups.models import GROUP_DESCRIPTION_MAX_LENGTH, GROUP_NAME_MAX_LENGTH, GroupRole
+from roster_groups.models import (
+    GROUP_DESCRIPTION_MAX_LENGTH,
+    GROUP_NAME_MAX_LENGTH,
+    GroupRole,
+    InvitationStatus,
+)
 
 GroupName = Annotated[str, SingleLine(min_length=1, max_length=GROUP_NAME_MAX_LENGTH)]
 GroupDescription = Annotated[str, MultiLine(max_length=GROUP_DESCRIPTION_MAX_LENGTH)]
@@ -70,13 +76,69 @@ class MembershipUpdate(_Input):
     role: GroupRole
 
 
+# What `secrets.token_urlsafe` writes (43 characters for the 32 bytes roster draws), with room
+# for a longer token later; anything else is refused (422) before it is hashed or looked up.
+INVITATION_TOKEN_PATTERN: Final = r"^[A-Za-z0-9_-]{32,128}$"  # noqa: S105 (a pattern)
+InvitationToken = Annotated[str, StringConstraints(pattern=INVITATION_TOKEN_PATTERN)]
+
+
+class InvitationCreate(_Input):
+    email: Annotated[EmailStr, StringConstraints(max_length=EMAIL_MAX_LENGTH)] = Field(
+        description="The address to invite, with or without an account (the answer does not "
+        "say which). Compared with members' addresses ignoring letter case."
+    )
+    role: GroupRole = Field(
+        default=GroupRole.MEMBER,
+        description="The role the invitee gets on accepting; only owners invite owners.",
+    )
+
+
+class InvitationPublic(BaseModel):
+    """An invitation as the group's owners and admins see it (never its token)."""
+
+    id: uuid.UUID
+    group_id: int
+    email: str = Field(json_schema_extra={"format": "email"})
+    role: GroupRole
+    status: InvitationStatus = Field(
+        description="`expired`: still pending when its `expires_at` passed."
+    )
+    invited_by: uuid.UUID | None = Field(
+        description="Who invited; null once that account is deleted (the invitation stays valid)."
+    )
+    created_at: datetime
+    expires_at: datetime
+    responded_at: datetime | None = Field(description="When it was accepted, declined or revoked.")
+
+
+class MyInvitationPublic(BaseModel):
+    """A pending invitation to the caller's address."""
+
+    id: uuid.UUID
+    group_id: int
+    group_name: str
+    role: GroupRole
+    created_at: datetime
+    expires_at: datetime
+
+
+class InvitationAnswer(_Input):
+    token: InvitationToken = Field(description="The token of the invitation's mail link.")
+
+
 __all__ = [
+    "INVITATION_TOKEN_PATTERN",
     "GroupCreate",
     "GroupDescription",
     "GroupName",
     "GroupPublic",
     "GroupUpdate",
+    "InvitationAnswer",
+    "InvitationCreate",
+    "InvitationPublic",
+    "InvitationToken",
     "MemberPublic",
     "MembershipCreate",
     "MembershipUpdate",
+    "MyInvitationPublic",
 ]

@@ -37,7 +37,12 @@ from roster_auth import (
 )
 from roster_db import EngineReader, create_engine, create_sessionmaker
 from roster_db.dependencies import READER_STATE, SESSIONMAKER_STATE
-from roster_groups import GroupsError, create_groups_router, handle_groups_error
+from roster_groups import (
+    GroupsError,
+    InvitationConfig,
+    create_groups_router,
+    handle_groups_error,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +121,18 @@ def build_throttle_config(settings: Settings) -> ThrottleConfig:
     )
 
 
+def build_invitation_config(settings: Settings, auth_config: AuthConfig) -> InvitationConfig:
+    """Invitations leave through the same mailer, with links on the same public URL, as
+    roster-auth's mails."""
+    return InvitationConfig(
+        mailer=auth_config.mailer,
+        public_base_url=auth_config.public_base_url,
+        accept_path=settings.invitation_accept_path,
+        lifetime_seconds=settings.invitation_lifetime_seconds,
+        product_name=auth_config.product_name,
+    )
+
+
 def create_app(
     settings: Settings,
     *,
@@ -182,7 +199,13 @@ def create_app(
     )
     for router in auth.routers():
         app.include_router(router)
-    app.include_router(create_groups_router(auth.current_active_user, auth.current_credentials))
+    app.include_router(
+        create_groups_router(
+            auth.current_active_user,
+            auth.current_credentials,
+            invitation_config=build_invitation_config(settings, auth.config),
+        )
+    )
     app.add_exception_handler(GroupsError, handle_groups_error)
     app.include_router(create_health_router(expected_revision))
     app.state.auth = auth
@@ -221,6 +244,7 @@ def create_app_from_environment() -> FastAPI:
 
 __all__ = [
     "build_auth_config",
+    "build_invitation_config",
     "build_mailer",
     "build_throttle_config",
     "create_app",

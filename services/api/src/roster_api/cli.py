@@ -410,6 +410,10 @@ def print_seed_report(
     table.add_row("users", str(report.users_created), str(report.users_existing))
     table.add_row("groups", str(report.groups_created), str(report.groups_existing))
     table.add_row("memberships", str(report.memberships_created), str(report.memberships_existing))
+    if sample:
+        table.add_row(
+            "invitations", str(report.invitations_created), str(report.invitations_existing)
+        )
     console.print(table)
     for note in report.notes:
         console.print(note, highlight=False)

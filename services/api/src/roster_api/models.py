@@ -5,9 +5,9 @@ from typing import Final
 
 from roster_auth import AccessToken, User
 from roster_db import metadata
-from roster_groups.models import Membership, UserGroup
+from roster_groups.models import GroupInvitation, Membership, UserGroup
 
 # Importing the classes maps them into the shared registry; the tuple keeps the imports used.
-MODELS: Final = (User, AccessToken, UserGroup, Membership)
+MODELS: Final = (User, AccessToken, UserGroup, Membership, GroupInvitation)
 
 __all__ = ["MODELS", "metadata"]

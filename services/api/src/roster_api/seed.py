@@ -9,6 +9,7 @@ import itertools
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, cast
 
 from fastapi_users.exceptions import InvalidPasswordException
@@ -22,7 +23,8 @@ from roster_api.app import build_auth_config
 from roster_api.settings import Settings
 from roster_auth import RosterAuth, User, UserCreate
 from roster_db import create_sessionmaker, one_off_engine, session_scope
-from roster_groups import GroupRole, Membership, UserGroup
+from roster_groups import GroupInvitation, GroupRole, InvitationStatus, Membership, UserGroup
+from roster_groups.invitations import new_token, token_digest
 
 # The sample's one password, for development only (production must pass its own).
 DEVELOPMENT_SEED_PASSWORD: Final = "sample-orchid-lantern-58"  # noqa: S105
@@ -34,6 +36,7 @@ BULK_BATCH_SIZE: Final = 5_000
 user_table: Final = cast(Table, sa_inspect(User).local_table)
 group_table: Final = cast(Table, sa_inspect(UserGroup).local_table)
 membership_table: Final = cast(Table, sa_inspect(Membership).local_table)
+invitation_table: Final = cast(Table, sa_inspect(GroupInvitation).local_table)
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,22 @@ SAMPLE_GROUPS: Final = (
 )
 
 
+@dataclass(frozen=True)
+class SampleInvitation:
+    group: str
+    # A member of the group who may invite (its owner).
+    inviter: str
+    email: str
+    role: GroupRole
+
+
+# Someone without an account, invited into Developer: register with this address, and accept
+# with the token that `roster seed` prints in development (the seed sends no mail).
+SAMPLE_INVITATION: Final = SampleInvitation(
+    "Developer", "dev1@example.com", "newcomer@example.com", GroupRole.MEMBER
+)
+
+
 class SeedError(Exception):
     """The seed cannot run as asked; the message says why."""
 
@@ -82,6 +101,8 @@ class SeedReport:
     groups_existing: int = 0
     memberships_created: int = 0
     memberships_existing: int = 0
+    invitations_created: int = 0
+    invitations_existing: int = 0
     notes: list[str] = field(default_factory=list)
 
 
@@ -104,8 +125,11 @@ async def seed_sample(settings: Settings, database_url: str, password: str) -> S
         }
         # Groups and memberships in Core, on the session's connection (same transaction).
         connection = await session.connection()
+        group_ids: dict[str, int] = {}
         for sample_group in SAMPLE_GROUPS:
-            group_id = await _ensure_group(connection, sample_group, report)
+            group_id = group_ids[sample_group.name] = await _ensure_group(
+                connection, sample_group, report
+            )
             for position, email in enumerate(sample_group.members):
                 role = GroupRole.OWNER if position == 0 else GroupRole.MEMBER
                 created = await _insert_ignoring_existing(
@@ -115,7 +139,59 @@ async def seed_sample(settings: Settings, database_url: str, password: str) -> S
                 )
                 report.memberships_created += created
                 report.memberships_existing += 1 - created
+        await _ensure_invitation(
+            connection,
+            settings,
+            group_ids[SAMPLE_INVITATION.group],
+            users[SAMPLE_INVITATION.inviter].id,
+            report,
+        )
     return report
+
+
+async def _ensure_invitation(
+    connection: AsyncConnection,
+    settings: Settings,
+    group_id: int,
+    inviter_id: uuid.UUID,
+    report: SeedReport,
+) -> None:
+    """The sample's pending invitation, unless one is pending (and unexpired) already. Its
+    token exists only here: stored as a digest, printed in development, never mailed."""
+    sample = SAMPLE_INVITATION
+    now = datetime.now(UTC)
+    pending = await connection.scalar(
+        select(invitation_table.c.id).where(
+            invitation_table.c.group_id == group_id,
+            func.lower(invitation_table.c.email) == sample.email.lower(),
+            invitation_table.c.status == InvitationStatus.PENDING.value,
+            invitation_table.c.expires_at > now,
+        )
+    )
+    if pending is not None:
+        report.invitations_existing += 1
+        return
+    token = new_token()
+    await connection.execute(
+        insert(invitation_table).values(
+            id=uuid.uuid4(),
+            group_id=group_id,
+            email=sample.email,
+            role=sample.role,
+            token_hash=token_digest(token),
+            invited_by=inviter_id,
+            status=InvitationStatus.PENDING.value,
+            created_at=now,
+            expires_at=now + timedelta(seconds=settings.invitation_lifetime_seconds),
+        )
+    )
+    report.invitations_created += 1
+    report.notes.append(
+        f"{sample.email} is invited into {sample.group} as {sample.role.value} (no mail sent)"
+    )
+    if not settings.is_production:
+        # Short lines: the console wraps at its width, and the token must stay whole.
+        report.notes.append(f"its token (development only): {token}")
 
 
 async def _ensure_user(
@@ -290,6 +366,7 @@ async def seed_bulk(
 __all__ = [
     "DEVELOPMENT_SEED_PASSWORD",
     "SAMPLE_GROUPS",
+    "SAMPLE_INVITATION",
     "SAMPLE_USERS",
     "SeedError",
     "SeedReport",

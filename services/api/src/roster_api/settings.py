@@ -155,6 +155,10 @@ class Settings(BaseSettings):
     cookie_samesite: Literal["lax", "strict", "none"] = "lax"
     registration_enabled: bool = True
     public_base_url: str = "http://localhost:8000"
+    # Invitations into groups: how long one stays valid, and the path of the front end's page
+    # that the mail's link opens (ROSTER_PUBLIC_BASE_URL + this + ?token=...).
+    invitation_lifetime_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    invitation_accept_path: str = Field(default="/invitations/accept", pattern=r"^/")
     # Password hashing, per process: hashes at once, and requests that may wait for one
     # (beyond them: 503 PASSWORD_HASHING_BUSY at once).
     max_concurrent_password_hashes: int = Field(default=2, ge=1)
