@@ -192,6 +192,12 @@ def test_malformed_cursors_are_refused(value: str) -> None:
         decode_cursor(value)
 
 
+def test_a_cursor_past_year_9999_in_utc_is_refused() -> None:
+    forged = encode_cursor(datetime.fromisoformat("9999-12-31T23:00:00-05:00"), 1)
+    with pytest.raises(ValueError, match="not a cursor"):
+        decode_cursor(forged)
+
+
 @pytest.mark.parametrize("event_id", [0, -1, 2**63])
 def test_cursors_out_of_range_are_refused(event_id: int) -> None:
     forged = encode_cursor(datetime(2026, 1, 1, tzinfo=UTC), event_id)

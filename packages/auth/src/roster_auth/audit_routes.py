@@ -13,7 +13,7 @@ import uuid
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
-from pydantic import AwareDatetime
+from pydantic import AfterValidator, AwareDatetime
 from sqlalchemy import ColumnElement, DateTime, Integer, Select, Uuid, bindparam, select, true
 
 from roster_auth.current import CALLER, Credentials, CredentialsDependency, not_authenticated
@@ -26,9 +26,12 @@ from roster_db.audit import (
     event_page_body,
     event_page_of,
     events_page,
+    in_utc,
     next_link_headers,
 )
 
+# A time with its zone, within the years 1..9999 once in UTC.
+Moment = Annotated[AwareDatetime, AfterValidator(in_utc)]
 # Group ids are Postgres INTEGERs.
 MAX_GROUP_ID: Final = 2**31 - 1
 _CALLER_ACTIVE: Final = "caller_is_active"
@@ -97,11 +100,11 @@ def build_events_router(current_credentials: CredentialsDependency) -> APIRouter
         ] = None,
         action: Annotated[AuditAction | None, Query(description="Of this action.")] = None,
         since: Annotated[
-            AwareDatetime | None,
+            Moment | None,
             Query(description="At or after this time (ISO 8601, with a time zone)."),
         ] = None,
         until: Annotated[
-            AwareDatetime | None,
+            Moment | None,
             Query(description="Before this time (ISO 8601, with a time zone)."),
         ] = None,
     ) -> Response:

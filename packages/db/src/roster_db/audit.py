@@ -42,7 +42,7 @@ import enum
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Protocol
 
 from fastapi import Depends, Query, Request
@@ -313,7 +313,20 @@ def decode_cursor(value: str) -> EventCursor:
         raise ValueError("not a cursor of this listing") from error
     if occurred_at.tzinfo is None or not 0 < event_id < 2**63 or not number.isdigit():
         raise ValueError("not a cursor of this listing")
+    try:
+        occurred_at = in_utc(occurred_at)
+    except ValueError as error:
+        raise ValueError("not a cursor of this listing") from error
     return EventCursor(occurred_at, event_id)
+
+
+def in_utc(moment: datetime) -> datetime:
+    """The time in UTC; ValueError when that falls outside Python's years 1..9999 (the driver
+    converts to UTC, and would fail on it later with an error that is no client's)."""
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as error:
+        raise ValueError("the time is out of range") from error
 
 
 def check_cursor(value: str) -> str:
@@ -472,6 +485,7 @@ __all__ = [
     "event_page_params",
     "event_parameters",
     "events_page",
+    "in_utc",
     "next_link_headers",
     "prune_events",
     "record_event",
