@@ -195,6 +195,14 @@ async def test_create_superuser_promotes_an_existing_user_and_says_so(
     again = await roster("create-superuser", "--email", "carol@example.com", database_url=url)
     assert again.exit_code == 0
     assert "already a superuser: nothing changed" in again.output
+    # The promotion is in the audit trail, done by the system (no actor), once.
+    async with one_off_engine(url) as engine, engine.connect() as connection:
+        recorded = (
+            await connection.execute(
+                select(audit_event.c.action, audit_event.c.actor_id, audit_event.c.subject_user_id)
+            )
+        ).all()
+    assert [tuple(row) for row in recorded] == [(AuditAction.USER_MADE_SUPERUSER, None, carol.id)]
 
 
 async def test_create_superuser_from_the_environment(create_database: CreateDatabase) -> None:
