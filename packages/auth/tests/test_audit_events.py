@@ -2,6 +2,7 @@
 transaction of the change (FastAPI Users' adapter commits: the event is in the session before
 that commit), with who acted; and `GET /events`, the whole trail for superusers."""
 
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi_users.exceptions import UserAlreadyExists
 from httpx import AsyncClient
-from sqlalchemy import insert, select
+from sqlalchemy import event, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -280,3 +281,58 @@ async def test_events_are_for_active_superusers_only(
     assert (forbidden.status_code, forbidden.json()) == (403, {"detail": "Forbidden"})
     inactive = await client.get("/events", headers=await bearer_headers(auth, retired))
     assert inactive.status_code == 401
+
+
+async def test_a_filtered_page_is_a_range_of_that_filters_index(
+    client: AsyncClient, make_user: MakeUser, auth: RosterAuth, db_connection: AsyncConnection
+) -> None:
+    """Each filter has its index, ending in the listing's order: a page of one actor's events
+    reads that page (and one more row), backwards, whatever else the trail holds."""
+    headers = await superuser_headers(make_user, auth)
+    actors = [uuid.uuid4() for _ in range(20)]
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    await db_connection.execute(
+        insert(audit_event),
+        [
+            {
+                "occurred_at": start + timedelta(minutes=n),
+                "actor_id": actors[n % 20],
+                "action": AuditAction.MEMBER_ADDED,
+                "details": {"n": n},
+            }
+            for n in range(4000)
+        ],
+    )
+    executed: list[tuple[str, Any]] = []
+
+    def record(*args: Any) -> None:
+        executed.append((args[2], args[3]))
+
+    sync_connection = db_connection.sync_connection
+    assert sync_connection is not None
+    event.listen(sync_connection, "before_cursor_execute", record)
+    try:
+        response = await client.get(f"/events?limit=30&actor_id={actors[7]}", headers=headers)
+    finally:
+        event.remove(sync_connection, "before_cursor_execute", record)
+    assert [item["details"]["n"] for item in response.json()["items"]] == list(
+        range(3987, 3987 - 30 * 20, -20)
+    )
+    (statement, parameters) = next(e for e in executed if "audit_event" in e[0])
+    await db_connection.execute(text("ANALYZE audit_event"))
+    await db_connection.execute(text("SET LOCAL enable_seqscan = off"))
+    plan_row = (
+        await db_connection.exec_driver_sql(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + statement, tuple(parameters)
+        )
+    ).scalar_one()
+    plan = json.loads(plan_row) if isinstance(plan_row, str) else plan_row
+
+    def nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+        return [node, *(n for child in node.get("Plans", []) for n in nodes(child))]
+
+    scans = [n for n in nodes(plan[0]["Plan"]) if n.get("Relation Name") == "audit_event"]
+    assert [(n["Index Name"], n["Scan Direction"]) for n in scans] == [
+        ("ix_audit_event_actor_id_occurred_at_id", "Backward")
+    ]
+    assert scans[0]["Actual Rows"] == 31

@@ -2,6 +2,7 @@
 (who, to whom, what changed) in its own transaction; a refused change writes none; the group's
 owners and admins read the trail newest first, page by page."""
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -371,3 +372,43 @@ async def test_a_member_promoted_to_admin_reads_the_trail(
     response = await client.get(url, headers=world.member.headers)
     assert response.status_code == 200
     assert response.json()["items"][0]["action"] == "member.role_changed"
+
+
+def plan_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+    return [node, *(n for child in node.get("Plans", []) for n in plan_nodes(child))]
+
+
+async def test_a_page_after_a_cursor_is_a_range_of_the_groups_index(
+    client: httpx.AsyncClient, world: World, db_connection: AsyncConnection
+) -> None:
+    """However long the trail, a page reads its own rows (and one more, to know whether a next
+    page exists) from (group_id, occurred_at, id), backwards: no sort, no other group's rows."""
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    await seed_events(db_connection, world.group_id, 2000, start)
+    await seed_events(db_connection, world.group_id + 1, 2000, start)
+    first = await client.get(
+        f"/groups/{world.group_id}/events?limit=50", headers=world.owner.headers
+    )
+    cursor = first.json()["next_cursor"]
+    with recorded_statements(db_connection) as executed:
+        second = await client.get(
+            f"/groups/{world.group_id}/events?limit=50&cursor={cursor}",
+            headers=world.owner.headers,
+        )
+    assert [item["details"]["n"] for item in second.json()["items"]] == list(range(1949, 1899, -1))
+    (page,) = [e for e in executed if "audit_event" in e.statement]
+    await db_connection.execute(text("ANALYZE audit_event"))
+    await db_connection.execute(text("SET LOCAL enable_seqscan = off"))
+    plan_row = (
+        await db_connection.exec_driver_sql(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + page.statement, tuple(page.parameters)
+        )
+    ).scalar_one()
+    plan = json.loads(plan_row) if isinstance(plan_row, str) else plan_row
+    nodes = plan_nodes(plan[0]["Plan"])
+    scans = [n for n in nodes if n.get("Relation Name") == "audit_event"]
+    assert [(n["Node Type"], n["Index Name"], n["Scan Direction"]) for n in scans] == [
+        ("Index Scan", "ix_audit_event_group_id_occurred_at_id", "Backward")
+    ]
+    assert scans[0]["Actual Rows"] * scans[0]["Actual Loops"] == 51
+    assert [n for n in nodes if n["Node Type"] == "Sort" and n["Actual Rows"] > 51] == []
