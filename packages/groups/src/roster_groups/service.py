@@ -12,6 +12,12 @@ lock: anyone else is refused before they could queue behind, or hold up, the gro
 A member's lock also holds their own membership row, read in the same statement.
 Uniqueness is left to the database: the service flushes and maps the SQLSTATE of the
 violation, so racing requests get a 409, not a 500.
+
+Every change writes its audit event (`roster_db.audit`) in the same transaction, the caller as
+actor: adding and removing a member in the change's own statement (a data-modifying CTE on its
+RETURNING, so a refused change writes nothing and the write costs no round trip more), the
+ORM's changes with one INSERT after their flush. A group's owners and admins read the trail
+(`list_group_events`, one statement per page).
 """
 
 import uuid
