@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from roster_db.audit import AUDIT_EVENTS
 from roster_groups.models import Membership, UserGroup
 
 from .conftest import World
@@ -85,6 +86,8 @@ ROUTES = [
           (200, 200, 200, 200, 200, 401)),
     Route("group users (example)", "GET", lambda w, a: f"/user-groups/{w.group_id}/users", None,
           (200, 200, 200, 404, 200, 401)),
+    Route("group events", "GET", group_path("/events"), None,
+          (200, 200, 403, 404, 200, 401)),
 ]  # fmt: skip
 
 ERROR_CODES = {
@@ -99,9 +102,12 @@ async def snapshot(sessionmaker: async_sessionmaker[AsyncSession]) -> object:
     async with sessionmaker() as session:
         groups = (await session.exec(select(UserGroup))).all()
         memberships = (await session.exec(select(Membership))).all()
+        # A refused change writes no audit event either.
+        events = (await session.exec(select(AUDIT_EVENTS.id))).all()
         return (
             sorted((g.id, g.name, g.description) for g in groups),
             sorted((m.group_id, str(m.user_id), m.role.value) for m in memberships),
+            sorted(events),
         )
 
 

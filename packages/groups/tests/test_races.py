@@ -13,6 +13,7 @@ from sqlmodel import func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from roster_auth import RosterAuth
+from roster_db.audit import AUDIT_EVENTS, AuditAction
 from roster_groups.models import GroupRole, Membership, UserGroup
 
 from .conftest import add_group, build_app, make_people, serve
@@ -59,8 +60,11 @@ async def test_racing_group_names_make_one_group(
         assert (await session.exec(select(func.count()).select_from(UserGroup))).one() == 1
         # Only the winner's owner membership exists: the losers' transactions left nothing.
         memberships = (await session.exec(select(Membership))).all()
+        events = (await session.exec(select(AUDIT_EVENTS.action, AUDIT_EVENTS.group_id))).all()
     (winner,) = [r for r in responses if r.status_code == 201]
     assert [(m.group_id, m.role) for m in memberships] == [(winner.json()["id"], GroupRole.OWNER)]
+    # One audit event, the winner's: the losers' rolled back with their transactions.
+    assert [tuple(e) for e in events] == [(AuditAction.GROUP_CREATED, winner.json()["id"])]
 
 
 async def test_racing_adds_of_one_user_make_one_membership(
@@ -92,6 +96,11 @@ async def test_racing_adds_of_one_user_make_one_membership(
         count = select(func.count()).select_from(Membership)
         joined = count.where(Membership.user_id == people["joiner"].id)
         assert (await session.exec(joined)).one() == 1
+        # The insert and its event are one statement: the losers wrote neither.
+        added = select(AUDIT_EVENTS.subject_user_id).where(
+            AUDIT_EVENTS.action == AuditAction.MEMBER_ADDED
+        )
+        assert (await session.exec(added)).all() == [people["joiner"].id]
 
 
 async def owners_of(sessionmaker: async_sessionmaker[AsyncSession], group_id: int) -> int:
@@ -133,6 +142,9 @@ async def test_two_owners_leaving_at_once_leave_one_owner(
     assert statuses(responses) == {204: groups, 409: groups}, [r.text for r in responses]
     for group_id in group_ids:
         assert await owners_of(committing_sessionmaker, group_id) == 1
+    async with committing_sessionmaker() as session:
+        left = select(AUDIT_EVENTS.group_id).where(AUDIT_EVENTS.action == AuditAction.MEMBER_LEFT)
+        assert sorted((await session.exec(left)).all()) == sorted(group_ids)
 
 
 async def test_two_owners_demoting_each_other_at_once_leave_one_owner(

@@ -8,13 +8,14 @@ import logging
 import os
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import typer
 import uvicorn
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, insert, select
 from typer.testing import CliRunner, Result
 
 from roster_api import migrations
@@ -28,6 +29,7 @@ from roster_api.seed import user_table as users
 from roster_auth import User
 from roster_auth.testing import DEFAULT_PASSWORD, config_for_tests, create_user
 from roster_db import create_sessionmaker, one_off_engine
+from roster_db.audit import AuditAction, audit_event
 from roster_db.testing import CreateDatabase
 from roster_groups import GroupRole
 
@@ -113,6 +115,7 @@ async def test_every_command_and_option_has_help() -> None:
         ("migrate", "history"),
         ("create-superuser",),
         ("seed",),
+        ("audit", "prune"),
     }
     for path, command in commands.items():
         assert command.help, path
@@ -194,6 +197,14 @@ async def test_create_superuser_promotes_an_existing_user_and_says_so(
     again = await roster("create-superuser", "--email", "carol@example.com", database_url=url)
     assert again.exit_code == 0
     assert "already a superuser: nothing changed" in again.output
+    # The promotion is in the audit trail, done by the system (no actor), once.
+    async with one_off_engine(url) as engine, engine.connect() as connection:
+        recorded = (
+            await connection.execute(
+                select(audit_event.c.action, audit_event.c.actor_id, audit_event.c.subject_user_id)
+            )
+        ).all()
+    assert [tuple(row) for row in recorded] == [(AuditAction.USER_MADE_SUPERUSER, None, carol.id)]
 
 
 async def test_create_superuser_from_the_environment(create_database: CreateDatabase) -> None:
@@ -493,3 +504,28 @@ async def test_without_a_database_url_the_embedded_postgres_keeps_its_data(
     assert current.exit_code == 0, current.output
     head = migrations.head_revision(MIGRATIONS_DIR)
     assert f"Database at revision {head} (latest)." in current.output
+
+
+async def test_audit_prune_deletes_only_events_older_than_the_days_given(
+    create_database: CreateDatabase,
+) -> None:
+    url = await migrated(create_database)
+    now = datetime.now(UTC)
+    async with one_off_engine(url) as engine, engine.begin() as connection:
+        await connection.execute(
+            insert(audit_event),
+            [
+                {"occurred_at": now - timedelta(days=days), "action": AuditAction.GROUP_UPDATED}
+                for days in (400, 31, 29, 0)
+            ],
+        )
+
+    result = await roster("audit", "prune", "--older-than", "30", database_url=url)
+    assert result.exit_code == 0, result.output
+    assert "Deleted 2 audit events older than" in result.output
+    async with one_off_engine(url) as engine, engine.connect() as connection:
+        kept = (await connection.execute(select(audit_event.c.occurred_at))).scalars().all()
+    assert sorted(kept) == [now - timedelta(days=29), now]
+
+    refused = await roster("audit", "prune", "--older-than", "0", database_url=url)
+    assert refused.exit_code == 2

@@ -10,6 +10,7 @@ from fastapi_users import FastAPIUsers
 from fastapi_users.password import PasswordHelper
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from roster_auth.audit_routes import build_events_router
 from roster_auth.auth_routes import (
     build_login_router,
     build_register_router,
@@ -123,7 +124,8 @@ class RosterAuth:
         }
 
     def routers(self) -> list[APIRouter]:
-        """Every auth route, ready for `app.include_router`: `/auth/...` and `/users/...`."""
+        """Every auth route, ready for `app.include_router`: `/auth/...`, `/users/...` and the
+        superusers' audit trail, `/events`."""
         users = self.fastapi_users
         # As sent, before normalising: the bound every password field of ours has.
         password_max_length = MAX_RAW_PASSWORD_LENGTH
@@ -164,7 +166,7 @@ class RosterAuth:
         )
         _document_hashing(own_users_router, "users:patch_current_user", "users:patch_user")
         users_router.include_router(own_users_router)
-        return [auth_router, users_router]
+        return [auth_router, users_router, build_events_router(self.current_credentials)]
 
 
 def _document_hashing(router: APIRouter, *names: str) -> None:

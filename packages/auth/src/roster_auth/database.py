@@ -6,19 +6,51 @@ The adapter commits by itself. Two things have to happen inside those commits:
   colliding) becomes FastAPI Users' `UserAlreadyExists` (a 400), never a 500, and the session
   is rolled back so the request can still answer;
 - a new password or a deactivation deletes the user's stored access tokens in the same
-  transaction, so there is no moment where the password changed but old sessions still work.
+  transaction, so there is no moment where the password changed but old sessions still work;
+- every change the audit trail records (roster_db.audit: `user.registered`, `user.verified`,
+  `user.password_changed`, `user.password_reset`, `user.email_changed`, `user.deactivated`,
+  `user.made_superuser`, `user.deleted`) is written to the session before the adapter's
+  commit, so the event and the change commit together, or roll back together (a taken email
+  leaves no `user.registered`). The events follow from what the write changes, compared with
+  the row as it is; who acts is `acting` (the user manager sets it for each of its calls),
+  the system (NULL) unless told.
 """
 
+import enum
 import uuid
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Final
 
 from fastapi_users.exceptions import UserAlreadyExists
 from fastapi_users_db_sqlalchemy import SQLAlchemyUserDatabase
-from sqlalchemy import delete
+from sqlalchemy import String, bindparam, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from roster_auth.models import EMAIL_UNIQUE_INDEX, AccessToken, User
 from roster_db import constraint_name_of, is_unique_violation
+from roster_db.audit import (
+    INSERT_EVENT,
+    INSERT_EVENT_COLUMNS,
+    INSERT_EVENT_VALUES,
+    AuditAction,
+    audit_event,
+    event_parameters,
+)
+
+# Tells Postgres who deletes an account, for the events that its triggers write meanwhile
+# (roster-groups' successor promotion): local to the transaction. Set in the same statement
+# as the `user.deleted` event, so it costs no round trip.
+_ACTOR_SETTING: Final = "roster.audit_actor_id"
+# set_config in FROM, read by the WHERE, so that Postgres evaluates it (an unread SELECT in a
+# WITH would not run).
+_ACTING: Final = select(
+    func.set_config(_ACTOR_SETTING, bindparam("actor_setting", type_=String), True).label("setting")
+).subquery("acting")
+DELETE_EVENT: Final = insert(audit_event).from_select(
+    list(INSERT_EVENT_COLUMNS),
+    select(*INSERT_EVENT_VALUES).select_from(_ACTING).where(_ACTING.c.setting.is_not(None)),
+)
 
 
 def _is_email_taken(error: IntegrityError) -> bool:
@@ -28,8 +60,72 @@ def _is_email_taken(error: IntegrityError) -> bool:
     return is_unique_violation(error) and name in (None, EMAIL_UNIQUE_INDEX)
 
 
+class Acting(enum.Enum):
+    """The account acts on itself (registering, verifying, resetting, `PATCH /users/me`)."""
+
+    SELF = "self"
+
+
+Actor = uuid.UUID | Acting | None
+
+
 class RosterUserDatabase(SQLAlchemyUserDatabase[User, uuid.UUID]):
+    # Who acts, for the audit events of the next writes: a user's id, the account itself, or
+    # None for the system (a command line, a script).
+    acting: Actor = None
+    # What a new password is: a change (an update) or a reset (a token from a mail).
+    password_action: AuditAction = AuditAction.USER_PASSWORD_CHANGED
+
+    @contextmanager
+    def acting_as(
+        self,
+        actor: Actor,
+        password_action: AuditAction = AuditAction.USER_PASSWORD_CHANGED,
+    ) -> Iterator[None]:
+        """Writes inside the block record `actor` as who did them."""
+        previous = self.acting, self.password_action
+        self.acting, self.password_action = actor, password_action
+        try:
+            yield
+        finally:
+            self.acting, self.password_action = previous
+
+    def _actor_id(self, subject_id: uuid.UUID) -> uuid.UUID | None:
+        return subject_id if self.acting is Acting.SELF else self.acting
+
+    async def _record(self, subject_id: uuid.UUID, actions: list[AuditAction]) -> None:
+        if not actions:
+            return
+        actor_id = self._actor_id(subject_id)
+        await self.session.execute(
+            INSERT_EVENT,
+            [
+                event_parameters(action, actor_id=actor_id, subject_user_id=subject_id)
+                for action in actions
+            ],
+        )
+
+    def _update_events(self, user: User, update_dict: dict[str, Any]) -> list[AuditAction]:
+        """What the audit trail records of this write, judged against the row as it is."""
+        actions: list[AuditAction] = []
+        if "hashed_password" in update_dict:
+            actions.append(self.password_action)
+        new_email = update_dict.get("email")
+        if new_email is not None and new_email.casefold() != user.email.casefold():
+            # The fact only: the addresses stay out of the trail.
+            actions.append(AuditAction.USER_EMAIL_CHANGED)
+        if update_dict.get("is_verified") is True and not user.is_verified:
+            actions.append(AuditAction.USER_VERIFIED)
+        if update_dict.get("is_active") is False and user.is_active:
+            actions.append(AuditAction.USER_DEACTIVATED)
+        if update_dict.get("is_superuser") is True and not user.is_superuser:
+            actions.append(AuditAction.USER_MADE_SUPERUSER)
+        return actions
+
     async def create(self, create_dict: dict[str, Any]) -> User:
+        # The id chosen here rather than at the flush, so the event can name it.
+        create_dict = {"id": uuid.uuid4(), **create_dict}
+        await self._record(create_dict["id"], [AuditAction.USER_REGISTERED])
         try:
             return await super().create(create_dict)
         except IntegrityError as error:
@@ -39,6 +135,7 @@ class RosterUserDatabase(SQLAlchemyUserDatabase[User, uuid.UUID]):
             raise
 
     async def update(self, user: User, update_dict: dict[str, Any]) -> User:
+        await self._record(user.id, self._update_events(user, update_dict))
         if self._revokes_tokens(update_dict):
             owner = AccessToken.__table__.c.user_id
             await self.session.execute(delete(AccessToken).where(owner == user.id))
@@ -52,6 +149,21 @@ class RosterUserDatabase(SQLAlchemyUserDatabase[User, uuid.UUID]):
                 await self.session.refresh(user)
                 raise UserAlreadyExists() from error
             raise
+
+    async def delete(self, user: User) -> None:
+        # The event, and who deletes (for the events the deletion's triggers write), in one
+        # statement before the library's delete and commit.
+        actor_id = self._actor_id(user.id)
+        await self.session.execute(
+            DELETE_EVENT,
+            {
+                **event_parameters(
+                    AuditAction.USER_DELETED, actor_id=actor_id, subject_user_id=user.id
+                ),
+                "actor_setting": "" if actor_id is None else str(actor_id),
+            },
+        )
+        await super().delete(user)
 
     async def store_rehashed_password(self, user: User, hashed_password: str) -> User:
         """Store a stronger hash of the user's current password (made at login when the stored

@@ -14,7 +14,7 @@ changes.
 import functools
 import logging
 import uuid
-from typing import Any
+from typing import Any, Final
 
 import jwt
 from fastapi import BackgroundTasks, Request, Response
@@ -25,13 +25,31 @@ from fastapi_users.jwt import decode_jwt, generate_jwt
 from fastapi_users.password import PasswordHelperProtocol
 
 from roster_auth.config import AuthConfig, secret_value
-from roster_auth.database import RosterUserDatabase
+from roster_auth.database import Acting, Actor, RosterUserDatabase
 from roster_auth.hashing import PasswordHashingQueue
 from roster_auth.mail import MailKind, MailMessage, deliver, link_with_token
 from roster_auth.models import User
 from roster_auth.throttle import Throttle
+from roster_db.audit import AuditAction
 
 logger = logging.getLogger(__name__)
+
+# Where a superuser's route leaves the superuser's id for the audit trail (`acting_user_of`).
+ACTING_USER_STATE: Final = "roster_acting_user_id"
+
+
+def remember_acting_user(request: Request, user_id: uuid.UUID) -> None:
+    """Tell the user manager who acts in this request on someone else's account (a superuser's
+    route), for the audit events of the change."""
+    setattr(request.state, ACTING_USER_STATE, user_id)
+
+
+def acting_user_of(request: Request | None) -> uuid.UUID | None:
+    """Who a superuser's route said acts; None (the system) outside a request."""
+    if request is None:
+        return None
+    acting: uuid.UUID | None = getattr(request.state, ACTING_USER_STATE, None)
+    return acting
 
 
 class InvalidCurrentPasswordException(exceptions.FastAPIUsersException):
@@ -133,7 +151,10 @@ class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):
                 user_update.model_dump(exclude_unset=True, exclude={"email"})
             )
         previous_email = user.email
-        updated_user = await super().update(user_update, user, safe, request)
+        # Audit: a user's own change (`safe`), or a superuser's (or the system's).
+        actor: Actor = Acting.SELF if safe else acting_user_of(request)
+        with self.user_db.acting_as(actor):
+            updated_user = await super().update(user_update, user, safe, request)
         if updated_user.email.casefold() != previous_email.casefold():
             await self.on_after_email_change(updated_user, previous_email, request)
         return updated_user
@@ -214,7 +235,11 @@ class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):
             else user_create.create_update_dict_superuser()  # type: ignore[no-untyped-call]
         )
         user_dict["hashed_password"] = await self.hash_password(user_dict.pop("password"))
-        created_user = await self.user_db.create(user_dict)
+        # Audit: a registration is the new account's own act; otherwise a superuser's (or the
+        # system's: a command line).
+        actor: Actor = Acting.SELF if safe else acting_user_of(request)
+        with self.user_db.acting_as(actor):
+            created_user = await self.user_db.create(user_dict)
         await self.on_after_register(created_user, request)
         return created_user
 
@@ -267,9 +292,20 @@ class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):
             raise exceptions.InvalidResetPasswordToken()
         if not user.is_active:
             raise exceptions.UserInactive()
-        updated_user = await self._update(user, {"password": password})
+        with self.user_db.acting_as(Acting.SELF, AuditAction.USER_PASSWORD_RESET):
+            updated_user = await self._update(user, {"password": password})
         await self.on_after_reset_password(user, request)
         return updated_user
+
+    async def verify(self, token: str, request: Request | None = None) -> User:
+        # The token proves the mailbox: the account verifies itself.
+        with self.user_db.acting_as(Acting.SELF):
+            return await super().verify(token, request)
+
+    async def delete(self, user: User, request: Request | None = None) -> None:
+        # A superuser's route (`DELETE /users/{id}`), or the system.
+        with self.user_db.acting_as(acting_user_of(request)):
+            await super().delete(user, request)
 
     async def on_after_register(self, user: User, request: Request | None = None) -> None:
         logger.info("user %s registered", user.id)

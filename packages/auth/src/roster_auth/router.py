@@ -3,6 +3,7 @@
 current-user dependency."""
 
 import uuid
+from collections.abc import Callable
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
@@ -14,7 +15,11 @@ from sqlalchemy import Row
 from roster_auth.current import CurrentUserRowDependency
 from roster_auth.dependencies import UserDependency, UserManagerDependency
 from roster_auth.errors import retry_later_responses
-from roster_auth.manager import InvalidCurrentPasswordException, UserManager
+from roster_auth.manager import (
+    InvalidCurrentPasswordException,
+    UserManager,
+    remember_acting_user,
+)
 from roster_auth.models import EMAIL_MAX_LENGTH, User
 from roster_auth.schemas import UserCreate, UserRead, UserUpdate, UserUpdateMe
 from roster_auth.service import list_users
@@ -75,10 +80,11 @@ def build_admin_router(
     async def create_user(
         request: Request,
         user_create: UserCreate,
-        _: Annotated[User, Depends(current_superuser)],
+        superuser: Annotated[User, Depends(current_superuser)],
         user_manager: Annotated[UserManager, Depends(get_user_manager)],
     ) -> UserRead:
         """Create a user, flags included (superusers only)."""
+        remember_acting_user(request, superuser.id)
         try:
             user = await user_manager.create(user_create, safe=False, request=request)
         except exceptions.UserAlreadyExists as error:
@@ -98,6 +104,8 @@ def build_admin_router(
 UPDATE_USER_BAD_CURRENT_PASSWORD: Final = "UPDATE_USER_BAD_CURRENT_PASSWORD"  # noqa: S105
 PATCH_CURRENT_USER: Final = "users:patch_current_user"
 GET_CURRENT_USER: Final = "users:current_user"
+PATCH_USER: Final = "users:patch_user"
+DELETE_USER: Final = "users:delete_user"
 USER_READ_FIELDS: Final = tuple(UserRead.model_fields)
 
 
@@ -211,7 +219,35 @@ def build_users_router(
         if len(positions) != 1:
             raise RuntimeError(f"FastAPI Users' users router has no single {replacement.name}")
         users_router.routes[positions[0]] = replacement
+    _remember_acting_superuser(users_router, PATCH_USER, DELETE_USER)
     return users_router
+
+
+def _remembering(superuser_dependency: Callable[..., Any]) -> Callable[..., Any]:
+    async def remember(
+        request: Request, superuser: Annotated[User, Depends(superuser_dependency)]
+    ) -> None:
+        remember_acting_user(request, superuser.id)
+
+    return remember
+
+
+def _remember_acting_superuser(router: APIRouter, *names: str) -> None:
+    """The library's superuser routes on one account (`PATCH`, `DELETE /users/{id}`) tell the
+    user manager who acts, for the audit trail: a dependency on the route's own superuser
+    dependency, which FastAPI solves once per request (no second authentication). Takes
+    effect when the router is included, which builds the routes anew."""
+    found = set()
+    for route in router.routes:
+        if not isinstance(route, APIRoute) or route.name not in names:
+            continue
+        (superuser_dependency,) = (
+            dependency.dependency for dependency in route.dependencies if dependency.dependency
+        )
+        route.dependencies.append(Depends(_remembering(superuser_dependency)))
+        found.add(route.name)
+    if found != set(names):
+        raise RuntimeError(f"FastAPI Users' users router has no {sorted(set(names) - found)}")
 
 
 __all__ = ["UPDATE_USER_BAD_CURRENT_PASSWORD", "build_admin_router", "build_users_router"]

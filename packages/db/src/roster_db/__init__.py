@@ -1,5 +1,6 @@
 """roster-db: the shared data layer."""
 
+from roster_db.audit import AuditAction, audit_event, record_event
 from roster_db.base import NAMING_CONVENTION, Base, SQLModelBase, mapper_registry, metadata
 from roster_db.dependencies import ReaderDep, SessionDep, get_reader, get_session, reader_of
 from roster_db.errors import (
@@ -21,6 +22,7 @@ from roster_db.session import create_engine, create_sessionmaker, one_off_engine
 __all__ = [
     "MAX_LIMIT",
     "NAMING_CONVENTION",
+    "AuditAction",
     "Base",
     "EngineReader",
     "Page",
@@ -33,6 +35,7 @@ __all__ = [
     "SQLState",
     "SessionDep",
     "SessionReader",
+    "audit_event",
     "constraint_name_of",
     "create_engine",
     "create_sessionmaker",
@@ -49,6 +52,7 @@ __all__ = [
     "one_off_engine",
     "page_params",
     "reader_of",
+    "record_event",
     "session_scope",
     "sqlstate_of",
 ]

@@ -48,6 +48,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from roster_db.audit import ALLOW_PRUNE
 from roster_db.base import metadata
 from roster_db.embedded import asyncpg_url, start_embedded_postgres
 from roster_db.session import create_engine, create_sessionmaker, one_off_engine
@@ -252,6 +253,8 @@ async def committing_sessionmaker(
         tables = ", ".join(f'"{table.name}"' for table in metadata.sorted_tables)
         if tables:
             async with engine.begin() as connection:
+                # The audit trail refuses TRUNCATE unless the transaction prunes (roster_db.audit).
+                await connection.execute(ALLOW_PRUNE)
                 await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
         await engine.dispose()
 

@@ -68,6 +68,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from roster_auth import CALLER, Credentials, MailKind, MailMessage, User, not_authenticated
 from roster_auth.mail import link_with_token
 from roster_db import PageParams, Reader, is_foreign_key_violation, is_unique_violation
+from roster_db.audit import INSERT_EVENT, AuditAction, event_parameters, record_event
 from roster_groups.config import InvitationConfig
 from roster_groups.errors import (
     EmailNotVerifiedError,
@@ -212,9 +213,9 @@ async def create_invitation(
     config: InvitationConfig,
 ) -> CreatedInvitation:
     """Invite an address into a group with a role (owner, admin; only an owner invites an
-    owner). Two statements: the lock with the caller's role (and the group's name, for the
-    mail), then the insert; a refusal reads its reason in a third. The mail is returned, to
-    be sent once the transaction has committed."""
+    owner). Three statements: the lock with the caller's role (and the group's name, for the
+    mail), the insert, its audit event; a refusal reads its reason instead of the event. The
+    mail is returned, to be sent once the transaction has committed."""
     access = await authorize(session, user, group_id, GroupRole.ADMIN, lock=True)
     if data.role is GroupRole.OWNER and not access.allows(GroupRole.OWNER):
         raise InsufficientGroupRoleError
@@ -236,8 +237,15 @@ async def create_invitation(
     if row is None:
         member = (await connection.execute(CREATE_REFUSAL, parameters)).scalar_one()
         raise MembershipAlreadyExistsError if member else InvitationAlreadyPendingError
-    # audit: invitation.created
     invitation = InvitationPublic.model_validate(row._mapping)
+    # The invitee has no id in the trail until they accept: never their address.
+    await record_event(
+        connection,
+        AuditAction.INVITATION_CREATED,
+        actor_id=user.id,
+        group_id=group_id,
+        details={"invitation_id": str(invitation.id), "role": invitation.role.value},
+    )
     return CreatedInvitation(
         invitation=invitation,
         mail=invitation_mail(config, invitation, access.group.name, user, token),
@@ -286,7 +294,7 @@ REVOKE_INVITATION: Final = (
         ),
     )
     .values(status=InvitationStatus.REVOKED.value, responded_at=_NOW)
-    .returning(INVITATIONS.c.id)
+    .returning(INVITATIONS.c.id, INVITATIONS.c.role)
 )
 REVOKE_REFUSAL: Final = sa_select(
     _is_live(_NOW).label("live"), INVITATIONS.c.role.label("role")
@@ -310,8 +318,15 @@ async def revoke_invitation(
         "may_revoke_owners": access.allows(GroupRole.OWNER),
     }
     connection = await session.connection()
-    if (await connection.execute(REVOKE_INVITATION, parameters)).first() is not None:
-        # audit: invitation.revoked
+    revoked = (await connection.execute(REVOKE_INVITATION, parameters)).first()
+    if revoked is not None:
+        await record_event(
+            connection,
+            AuditAction.INVITATION_REVOKED,
+            actor_id=user.id,
+            group_id=group_id,
+            details={"invitation_id": str(invitation_id), "role": revoked.role},
+        )
         return
     refusal = (await connection.execute(REVOKE_REFUSAL, parameters)).first()
     if refusal is None:
@@ -402,9 +417,10 @@ async def accept_invitation(
 ) -> GroupPublic:
     """Make the caller a member with the invited role, once, and return the group joined.
     The invitation must be pending, unexpired and for the caller's address; the address
-    becomes verified. Three statements (the group's KEY SHARE lock, the invitation's update,
-    the membership's insert), a fourth when the address was not verified; a refusal reads
-    its reason in one more."""
+    becomes verified. Four statements (the group's KEY SHARE lock, the invitation's update,
+    the membership's insert, the audit events: `invitation.accepted`, `member.added`, and
+    `user.verified` with the verification's update when the address was not verified); a
+    refusal reads its reason instead."""
     parameters: dict[str, object] = {
         "digest": token_digest(token),
         "user_id": user.id,
@@ -434,24 +450,50 @@ async def accept_invitation(
         if is_foreign_key_violation(error):
             raise UnknownInvitationTokenError from error
         raise
-    # audit: invitation.accepted
-    # audit: member.added
+    invited = {"invitation_id": str(accepted.id), "role": accepted.role}
+    events = [
+        event_parameters(
+            action,
+            actor_id=user.id,
+            group_id=accepted.group_id,
+            subject_user_id=user.id,
+            details=invited,
+        )
+        for action in (AuditAction.INVITATION_ACCEPTED, AuditAction.MEMBER_ADDED)
+    ]
     if not user.is_verified:
         await connection.execute(VERIFY_ACCOUNT, parameters)
-        # audit: user.verified
+        events.append(
+            event_parameters(
+                AuditAction.USER_VERIFIED,
+                actor_id=user.id,
+                subject_user_id=user.id,
+                details={"by": "invitation", "invitation_id": str(accepted.id)},
+            )
+        )
+    await connection.execute(INSERT_EVENT, events)
     assert locked is not None
     # The group joined, with the caller's new role.
     return GroupPublic(**locked._mapping, role=member.role)
 
 
 async def decline_invitation(session: AsyncSession, user: User, token: str, now: datetime) -> None:
-    """Decline an invitation to the caller's address: it can no longer be accepted. One
-    statement; a refusal reads its reason in a second."""
+    """Decline an invitation to the caller's address: it can no longer be accepted. Two
+    statements, the update and its audit event; a refusal reads its reason instead."""
     parameters = {"digest": token_digest(token), "user_id": user.id, "now": now}
     connection = await session.connection()
-    if (await connection.execute(DECLINE_INVITATION, parameters)).first() is None:
+    declined = (await connection.execute(DECLINE_INVITATION, parameters)).first()
+    if declined is None:
         await _refuse_token(connection, parameters)
-    # audit: invitation.declined
+    assert declined is not None
+    await record_event(
+        connection,
+        AuditAction.INVITATION_DECLINED,
+        actor_id=user.id,
+        group_id=declined.group_id,
+        subject_user_id=user.id,
+        details={"invitation_id": str(declined.id), "role": declined.role},
+    )
 
 
 # -- the listings: one statement each, built once --------------------------------------------

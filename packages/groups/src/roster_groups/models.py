@@ -257,6 +257,11 @@ User.groups = relationship(
 # member at all is deleted. The API itself never removes a last owner (409 LAST_OWNER); this
 # covers account deletion (FastAPI Users' manager, an admin in psql), whatever deletes the row.
 # It locks the group row like the service does, so it serialises with concurrent role changes.
+# It records what it did in the audit trail (roster_db.audit), in the deleting transaction:
+# `member.promoted_on_owner_deletion` for the successor (details: old and new role, the
+# deleted owner's id), `group.deleted` for a group left empty; the actor is the transaction's
+# `roster.audit_actor_id` setting (roster-auth sets it when a superuser deletes an account),
+# else NULL, the system.
 # One statement per string: asyncpg prepares each statement, and a prepared statement holds one.
 CREATE_KEEP_AN_OWNER_SQL: Final[tuple[str, ...]] = (
     """
@@ -264,6 +269,8 @@ CREATE OR REPLACE FUNCTION membership_keep_an_owner() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     successor uuid;
+    successor_role varchar(20);
+    actor uuid := nullif(current_setting('roster.audit_actor_id', true), '')::uuid;
 BEGIN
     IF OLD.role <> 'owner' THEN
         RETURN NULL;
@@ -275,15 +282,23 @@ BEGIN
     IF EXISTS (SELECT 1 FROM membership WHERE group_id = OLD.group_id AND role = 'owner') THEN
         RETURN NULL;
     END IF;
-    SELECT user_id INTO successor FROM membership
+    SELECT user_id, role INTO successor, successor_role FROM membership
         WHERE group_id = OLD.group_id
         ORDER BY CASE role WHEN 'admin' THEN 0 ELSE 1 END, joined_at, user_id
         LIMIT 1;
     IF successor IS NULL THEN
         DELETE FROM user_group WHERE id = OLD.group_id;
+        INSERT INTO audit_event (actor_id, action, group_id, subject_user_id, details)
+            VALUES (actor, 'group.deleted', OLD.group_id, NULL,
+                    jsonb_build_object('reason', 'last_member_deleted',
+                                       'deleted_owner_id', OLD.user_id));
     ELSE
         UPDATE membership SET role = 'owner'
             WHERE group_id = OLD.group_id AND user_id = successor;
+        INSERT INTO audit_event (actor_id, action, group_id, subject_user_id, details)
+            VALUES (actor, 'member.promoted_on_owner_deletion', OLD.group_id, successor,
+                    jsonb_build_object('old_role', successor_role, 'new_role', 'owner',
+                                       'deleted_owner_id', OLD.user_id));
     END IF;
     RETURN NULL;
 END;

@@ -10,6 +10,12 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request, R
 from roster_auth import Credentials, CredentialsDependency, User, UserDependency, UserRead
 from roster_auth.mail import deliver
 from roster_db import Page, PageParams, PageParamsDep, ReaderDep, RowsJSONResponse, SessionDep
+from roster_db.audit import (
+    EventPageParamsDep,
+    EventsPublic,
+    event_page_body,
+    next_link_headers,
+)
 from roster_groups import errors, invitations, service
 from roster_groups.config import InvitationConfig
 from roster_groups.errors import error_responses
@@ -194,6 +200,22 @@ def create_groups_router(
     ) -> None:
         """Remove a member (owner; an admin removes plain members; anyone may leave)."""
         await service.remove_member(session, user, group_id, user_id)
+
+    @router.get("/groups/{group_id}/events", response_model=EventsPublic, responses=on_group)
+    async def group_events(
+        group_id: GroupIdPath,
+        reader: ReaderDep,
+        credentials: CurrentCredentials,
+        page: EventPageParamsDep,
+        request: Request,
+    ) -> Response:
+        """The group's audit trail, newest first (owner, admin): follow `next_cursor`, or the
+        `Link` header, for older events."""
+        events = await service.list_group_events(reader, credentials, group_id, page)
+        return RowsJSONResponse(
+            event_page_body(events, page.limit),
+            headers=next_link_headers(request, events, page.limit),
+        )
 
     @router.get("/users/me/groups", response_model=Page[GroupPublic], responses=error_responses())
     async def my_groups(

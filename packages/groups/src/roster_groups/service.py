@@ -12,6 +12,12 @@ lock: anyone else is refused before they could queue behind, or hold up, the gro
 A member's lock also holds their own membership row, read in the same statement.
 Uniqueness is left to the database: the service flushes and maps the SQLSTATE of the
 violation, so racing requests get a 409, not a 500.
+
+Every change writes its audit event (`roster_db.audit`) in the same transaction, the caller as
+actor: adding and removing a member in the change's own statement (a data-modifying CTE on its
+RETURNING, so a refused change writes nothing and the write costs no round trip more), the
+ORM's changes with one INSERT after their flush. A group's owners and admins read the trail
+(`list_group_events`, one statement per page).
 """
 
 import uuid
@@ -19,7 +25,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import Boolean, ColumnElement, Subquery, and_, bindparam, func, or_, true
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Subquery,
+    Uuid,
+    and_,
+    bindparam,
+    func,
+    literal,
+    literal_column,
+    or_,
+    true,
+)
 from sqlalchemy import Select as SaSelect
 from sqlalchemy import delete as sa_delete
 from sqlalchemy import insert as sa_insert
@@ -31,6 +49,16 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from roster_auth import CALLER, Credentials, User, UserRead, not_authenticated
 from roster_db import Page, PageParams, Reader, is_foreign_key_violation, is_unique_violation
+from roster_db.audit import (
+    AUDIT_EVENTS,
+    AuditAction,
+    EventPage,
+    EventPageParams,
+    audit_event,
+    event_page_of,
+    events_page,
+    record_event,
+)
 from roster_groups.errors import (
     GroupNameAlreadyExistsError,
     GroupNotFoundError,
@@ -194,6 +222,13 @@ async def create_group(session: AsyncSession, user: User, data: GroupCreate) -> 
     session.add(Membership(group_id=group.id, user_id=user.id, role=GroupRole.OWNER))
     # A foreign-key violation: the creator's account was deleted meanwhile.
     await _flush(session, on_foreign_key=UserNotFoundError)
+    await record_event(
+        await session.connection(),
+        AuditAction.GROUP_CREATED,
+        actor_id=user.id,
+        group_id=group.id,
+        details={"name": group.name},
+    )
     return _group_public(group, GroupRole.OWNER)
 
 
@@ -256,11 +291,24 @@ async def update_group(
     """Rename or redescribe a group (owner, admin)."""
     access = await authorize(session, user, group_id, GroupRole.ADMIN, lock=True)
     group = access.group
-    changes = data.model_dump(exclude_unset=True)
+    changes = {
+        field: value
+        for field, value in data.model_dump(exclude_unset=True).items()
+        if getattr(group, field) != value
+    }
+    old = {field: getattr(group, field) for field in changes}
     for field, value in changes.items():
         setattr(group, field, value)
     if changes:
         await _flush(session, on_unique=GroupNameAlreadyExistsError)
+        # Only what changed, before and after: a PATCH that changes nothing records nothing.
+        await record_event(
+            await session.connection(),
+            AuditAction.GROUP_UPDATED,
+            actor_id=user.id,
+            group_id=access.group_id,
+            details={"old": old, "new": changes},
+        )
     return _group_public(group, access.role)
 
 
@@ -269,6 +317,13 @@ async def delete_group(session: AsyncSession, user: User, group_id: int) -> None
     access = await authorize(session, user, group_id, GroupRole.OWNER, lock=True)
     await session.delete(access.group)
     await session.flush()
+    await record_event(
+        await session.connection(),
+        AuditAction.GROUP_DELETED,
+        actor_id=user.id,
+        group_id=access.group_id,
+        details={"name": access.group.name},
+    )
 
 
 # -- the listings: one statement each, built once ------------------------------------------
@@ -452,6 +507,76 @@ async def list_users(
     return await _listing(reader, USERS_PAGE, USER_READ_FIELDS, credentials, group_id, page)
 
 
+# -- the group's audit trail: one statement per page ----------------------------------------
+#
+# As the listings above: the caller, whether they may see the group's events (an owner or an
+# admin, or a superuser), and the page, in one statement. The page is a range of
+# ix_audit_event_group_id_occurred_at_id read backwards, after the cursor; its lateral runs
+# only for a caller who passed the check.
+LISTING_CALLER_SUPERUSER: Final = "caller_is_superuser"
+EVENT_READER_ROLES: Final = (GroupRole.OWNER, GroupRole.ADMIN)
+
+
+def _group_events_statement(*, after_cursor: bool) -> SaSelect[Any]:
+    access = MEMBERSHIPS.alias("access")
+    allowed = (
+        sa_select(GROUPS.c.id.label("group_id"), access.c.role.label("role"))
+        .select_from(
+            GROUPS.outerjoin(
+                access,
+                and_(access.c.group_id == GROUPS.c.id, access.c.user_id == CALLER.c.id),
+            )
+        )
+        .where(
+            GROUPS.c.id == bindparam("group_id"),
+            CALLER.c.is_active,
+            or_(access.c.user_id.is_not(None), CALLER.c.is_superuser),
+        )
+        .lateral("allowed")
+    )
+    page = events_page(
+        AUDIT_EVENTS.group_id == bindparam("group_id"),
+        allowed.c.group_id.is_not(None),
+        or_(CALLER.c.is_superuser, allowed.c.role.in_(EVENT_READER_ROLES)),
+        after_cursor=after_cursor,
+    ).lateral("page")
+    return (
+        sa_select(
+            CALLER.c.is_active.label(LISTING_CALLER_ACTIVE),
+            CALLER.c.is_superuser.label(LISTING_CALLER_SUPERUSER),
+            allowed.c.group_id.label(LISTING_GROUP_ID),
+            allowed.c.role.label(LISTING_CALLER_ROLE),
+            *page.c,
+        )
+        .select_from(CALLER.outerjoin(allowed, true()).outerjoin(page, true()))
+        .order_by(page.c.occurred_at.desc(), page.c.id.desc())
+    )
+
+
+GROUP_EVENTS_PAGE: Final = _group_events_statement(after_cursor=False)
+GROUP_EVENTS_PAGE_AFTER: Final = _group_events_statement(after_cursor=True)
+
+
+async def list_group_events(
+    reader: Reader, credentials: Credentials, group_id: int, page: EventPageParams
+) -> EventPage:
+    """A group's audit trail, newest first, for its owners and admins (and superusers); a
+    plain member is refused (403), anyone else learns nothing (404). One statement."""
+    statement = GROUP_EVENTS_PAGE if page.cursor is None else GROUP_EVENTS_PAGE_AFTER
+    rows = await reader.all(
+        statement, {"group_id": group_id, **page.parameters(), **credentials.parameters()}
+    )
+    if not rows or not rows[0]._mapping[LISTING_CALLER_ACTIVE]:
+        raise not_authenticated()
+    first = rows[0]._mapping
+    if first[LISTING_GROUP_ID] is None:
+        raise GroupNotFoundError
+    role = _role_or_none(first[LISTING_CALLER_ROLE])
+    if not first[LISTING_CALLER_SUPERUSER] and role not in EVENT_READER_ROLES:
+        raise InsufficientGroupRoleError
+    return event_page_of([row._mapping for row in rows], page.limit)
+
+
 async def _membership(session: AsyncSession, group_id: int, user_id: uuid.UUID) -> Membership:
     membership = (
         await session.exec(
@@ -493,22 +618,55 @@ _INSERTED: Final = (
         role=bindparam("role"),
         joined_at=bindparam("joined_at"),
     )
-    .returning(MEMBERSHIPS.c.user_id, MEMBERSHIPS.c.role, MEMBERSHIPS.c.joined_at)
+    .returning(
+        MEMBERSHIPS.c.group_id, MEMBERSHIPS.c.user_id, MEMBERSHIPS.c.role, MEMBERSHIPS.c.joined_at
+    )
     .cte("inserted")
 )
-ADD_MEMBER: Final = sa_select(
-    _INSERTED.c.user_id,
-    USERS.c.email,
-    USERS.c.display_name,
-    _INSERTED.c.role,
-    _INSERTED.c.joined_at,
-).join_from(_INSERTED, USERS, USERS.c.id == _INSERTED.c.user_id)
+_EVENT_COLUMNS: Final = ("actor_id", "action", "group_id", "subject_user_id", "details")
+
+
+def _member_event(changed: Any, action: ColumnElement[Any]) -> Any:
+    """The audit event of a membership change, written from the change's own RETURNING in the
+    same statement (a data-modifying CTE runs whether or not the query reads it): no round
+    trip of its own, and a change that fails (a unique violation, no row) writes nothing."""
+    return (
+        sa_insert(audit_event)
+        .from_select(
+            list(_EVENT_COLUMNS),
+            sa_select(
+                bindparam("actor_id", type_=Uuid),
+                action,
+                changed.c.group_id,
+                changed.c.user_id,
+                func.jsonb_build_object(literal_column("'role'"), changed.c.role),
+            ),
+        )
+        .cte(f"{changed.name}_event")
+    )
+
+
+ADD_MEMBER: Final = (
+    sa_select(
+        _INSERTED.c.user_id,
+        USERS.c.email,
+        USERS.c.display_name,
+        _INSERTED.c.role,
+        _INSERTED.c.joined_at,
+    )
+    .join_from(_INSERTED, USERS, USERS.c.id == _INSERTED.c.user_id)
+    .add_cte(
+        _member_event(
+            _INSERTED, literal(AuditAction.MEMBER_ADDED.value, type_=AUDIT_EVENTS.action.type)
+        )
+    )
+)
 
 # Removes the member only where the caller may: a plain member, or anyone when the caller may
 # remove anyone (an owner, a superuser, or the member leaving), and never the last owner. No
 # row: the reason is read afterwards (see _refusal), under the same lock.
 _OTHER_OWNERS: Final = MEMBERSHIPS.alias("other_owner")
-REMOVE_MEMBER: Final = (
+_REMOVED: Final = (
     sa_delete(MEMBERSHIPS)
     .where(
         MEMBERSHIPS.c.group_id == bindparam("group_id"),
@@ -528,7 +686,12 @@ REMOVE_MEMBER: Final = (
             .exists(),
         ),
     )
-    .returning(MEMBERSHIPS.c.role)
+    .returning(MEMBERSHIPS.c.group_id, MEMBERSHIPS.c.user_id, MEMBERSHIPS.c.role)
+    .cte("removed")
+)
+# `member.left` when the member removes themselves, else `member.removed` (`:action`).
+REMOVE_MEMBER: Final = sa_select(_REMOVED.c.role).add_cte(
+    _member_event(_REMOVED, bindparam("action", type_=AUDIT_EVENTS.action.type))
 )
 MEMBER_ROLE: Final = sa_select(MEMBERSHIPS.c.role).where(
     MEMBERSHIPS.c.group_id == bindparam("group_id"),
@@ -554,6 +717,7 @@ async def add_member(
                     "user_id": data.user_id,
                     "role": data.role,
                     "joined_at": utc_now(),
+                    "actor_id": user.id,
                 },
             )
         ).one()
@@ -579,8 +743,19 @@ async def change_role(
         and not await _other_owner_exists(session, group_id, member_id)
     ):
         raise LastOwnerError
+    old_role = membership.role
+    if role is old_role:
+        return _member_public(membership)
     membership.role = role
     await session.flush()
+    await record_event(
+        await session.connection(),
+        AuditAction.MEMBER_ROLE_CHANGED,
+        actor_id=user.id,
+        group_id=group_id,
+        subject_user_id=member_id,
+        details={"old_role": old_role.value, "new_role": role.value},
+    )
     return _member_public(membership)
 
 
@@ -601,6 +776,8 @@ async def remove_member(
         "group_id": group_id,
         "member_id": member_id,
         "may_remove_anyone": may_remove_anyone,
+        "actor_id": user.id,
+        "action": AuditAction.MEMBER_LEFT if leaving else AuditAction.MEMBER_REMOVED,
     }
     removed = (await connection.execute(REMOVE_MEMBER, parameters)).first()
     if removed is not None:
@@ -625,6 +802,7 @@ __all__ = [
     "delete_group",
     "get_group",
     "list_all_groups",
+    "list_group_events",
     "list_groups_of",
     "list_members",
     "list_users",

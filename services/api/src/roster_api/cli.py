@@ -1,4 +1,4 @@
-"""The `roster` command: serve, migrate, create-superuser, seed.
+"""The `roster` command: serve, migrate, create-superuser, seed, audit prune.
 
 Without ROSTER_DATABASE_URL every command uses the embedded Postgres whose data lives in the
 project's `.roster/` folder (development only), so `uv run roster serve` is all a fresh
@@ -11,6 +11,7 @@ import asyncio
 import os
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -27,6 +28,8 @@ from roster_api.accounts import SuperuserOutcome, create_or_promote_superuser
 from roster_api.database import database_url_for, display_url
 from roster_api.logging import configure_logging
 from roster_api.settings import PRODUCTION_REFUSAL, Settings, load_settings, variable_name
+from roster_db import one_off_engine
+from roster_db.audit import prune_events
 from roster_db.embedded import EmbeddedPostgresMissingError
 
 APP_FACTORY = "roster_api.app:create_app_from_environment"
@@ -46,6 +49,11 @@ migrate_cli = typer.Typer(
     no_args_is_help=True,
 )
 cli.add_typer(migrate_cli, name="migrate")
+audit_cli = typer.Typer(
+    help="The audit trail (audit_event): kept until pruned.",
+    no_args_is_help=True,
+)
+cli.add_typer(audit_cli, name="audit")
 
 T = TypeVar("T")
 
@@ -328,6 +336,37 @@ def create_superuser(
         "already a superuser: nothing changed.",
     }
     console.print(messages[outcome.kind], highlight=False)
+
+
+async def _prune(url: str, before: datetime) -> int:
+    async with one_off_engine(url) as engine, engine.begin() as connection:
+        return await prune_events(connection, before)
+
+
+@audit_cli.command("prune")
+def audit_prune(
+    older_than: Annotated[
+        int,
+        typer.Option(
+            "--older-than",
+            min=1,
+            metavar="DAYS",
+            help="Delete the events that occurred more than DAYS days ago.",
+        ),
+    ],
+) -> None:
+    """Delete old audit events, in one transaction (the only way events are ever deleted:
+    without it, the trail keeps everything)."""
+    settings = settings_or_exit()
+    before = datetime.now(UTC) - timedelta(days=older_than)
+    with database(settings, migrate_embedded=True) as url:
+        require_migrated(settings, url)
+        deleted = run(_prune(url, before))
+    console.print(
+        f"Deleted {deleted} audit event{'' if deleted == 1 else 's'} older than "
+        f"{before.isoformat(timespec='seconds')}.",
+        highlight=False,
+    )
 
 
 def seed_password_or_exit(settings: Settings, given: str | None) -> str:
