@@ -185,6 +185,12 @@ def upgrade() -> None:
         ["occurred_at", "id"],
     ):
         op.create_index(f"ix_audit_event_{'_'.join(columns)}", "audit_event", columns)
+    op.create_index(
+        "ix_audit_event_invitation_accepted",
+        "audit_event",
+        ["group_id", "subject_user_id"],
+        postgresql_where=sa.text("action = 'invitation.accepted'"),
+    )
     op.execute(APPEND_ONLY_FUNCTION)
     op.execute(APPEND_ONLY_TRIGGER)
     op.execute(KEEP_AN_OWNER_FUNCTION)
@@ -194,6 +200,7 @@ def downgrade() -> None:
     op.execute(PREVIOUS_KEEP_AN_OWNER_FUNCTION)
     op.execute("DROP TRIGGER IF EXISTS audit_event_append_only ON audit_event")
     op.execute("DROP FUNCTION IF EXISTS audit_event_append_only()")
+    op.drop_index("ix_audit_event_invitation_accepted", table_name="audit_event")
     for columns in (
         ["occurred_at", "id"],
         ["subject_user_id", "occurred_at", "id"],

@@ -173,3 +173,31 @@ async def test_an_invited_stranger_registers_verifies_accepts_and_is_a_member(
             assert (await client.get("/users/me/invitations", headers=stranger_headers)).json()[
                 "items"
             ] == []
+
+            # 4. The group's trail tells the story, with who did each step.
+            owner_id = (await client.get("/users/me", headers=owner_headers)).json()["id"]
+            stranger_id = (await client.get("/users/me", headers=stranger_headers)).json()["id"]
+            events = await client.get(f"/groups/{group_id}/events", headers=owner_headers)
+            assert events.status_code == 200, events.text
+            story = [
+                (event["action"], event["actor_id"], event["subject_user_id"])
+                for event in reversed(events.json()["items"])
+                if event["action"]
+                in {"invitation.created", "user.registered", "invitation.accepted", "member.added"}
+            ]
+            assert story == [
+                ("invitation.created", owner_id, None),
+                ("user.registered", stranger_id, stranger_id),
+                ("invitation.accepted", stranger_id, stranger_id),
+                ("member.added", stranger_id, stranger_id),
+            ]
+            invitation_id = invited.json()["id"]
+            by_action = {event["action"]: event for event in events.json()["items"]}
+            assert by_action["invitation.created"]["details"] == {
+                "invitation_id": invitation_id,
+                "role": "admin",
+            }
+            assert by_action["invitation.accepted"]["details"] == {
+                "invitation_id": invitation_id,
+                "role": "admin",
+            }

@@ -134,6 +134,13 @@ audit_event: Final = Table(
     Index("ix_audit_event_subject_user_id_occurred_at_id", "subject_user_id", "occurred_at", "id"),
     # The global listing, and the prune's range.
     Index("ix_audit_event_occurred_at_id", "occurred_at", "id"),
+    # Who joined a group by invitation: its trail shows their registrations too.
+    Index(
+        "ix_audit_event_invitation_accepted",
+        "group_id",
+        "subject_user_id",
+        postgresql_where=text("action = 'invitation.accepted'"),
+    ),
 )
 AUDIT_EVENTS: Final = audit_event.c
 

@@ -37,6 +37,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     true,
+    union_all,
 )
 from sqlalchemy import Select as SaSelect
 from sqlalchemy import delete as sa_delete
@@ -534,12 +535,35 @@ def _group_events_statement(*, after_cursor: bool) -> SaSelect[Any]:
         )
         .lateral("allowed")
     )
-    page = events_page(
-        AUDIT_EVENTS.group_id == bindparam("group_id"),
+    may_read = (
         allowed.c.group_id.is_not(None),
         or_(CALLER.c.is_superuser, allowed.c.role.in_(EVENT_READER_ROLES)),
+    )
+    own = events_page(
+        AUDIT_EVENTS.group_id == bindparam("group_id"), after_cursor=after_cursor
+    ).subquery("own")
+    # The registrations of the accounts that joined by invitation (the story of an
+    # invitation: created, the invitee registered, accepted, added), read through the
+    # subject's index; a page of each, merged.
+    accepted = audit_event.alias("accepted")
+    joined = events_page(
+        AUDIT_EVENTS.action == AuditAction.USER_REGISTERED.value,
+        AUDIT_EVENTS.subject_user_id.in_(
+            sa_select(accepted.c.subject_user_id).where(
+                accepted.c.group_id == bindparam("group_id"),
+                accepted.c.action == AuditAction.INVITATION_ACCEPTED.value,
+            )
+        ),
         after_cursor=after_cursor,
-    ).lateral("page")
+    ).subquery("joined")
+    both = union_all(sa_select(*own.c), sa_select(*joined.c)).subquery("both_pages")
+    page = (
+        sa_select(*both.c)
+        .where(*may_read)
+        .order_by(both.c.occurred_at.desc(), both.c.id.desc())
+        .limit(bindparam("limit"))
+        .lateral("page")
+    )
     return (
         sa_select(
             CALLER.c.is_active.label(LISTING_CALLER_ACTIVE),
