@@ -111,6 +111,7 @@ async def test_every_command_and_option_has_help() -> None:
         ("migrate", "history"),
         ("create-superuser",),
         ("seed",),
+        ("sessions", "prune"),
     }
     for path, command in commands.items():
         assert command.help, path

@@ -10,6 +10,7 @@ from fastapi_users.password import PasswordHelper
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from roster_auth.auth_routes import (
+    build_bearer_router,
     build_login_router,
     build_register_router,
     build_reset_password_router,
@@ -32,6 +33,8 @@ from roster_auth.manager import UserManager
 from roster_auth.models import User
 from roster_auth.password import MAX_RAW_PASSWORD_LENGTH, NormalizingPasswordHelper
 from roster_auth.router import build_admin_router, build_users_router
+from roster_auth.session_routes import build_sessions_router, caller_session_dependency
+from roster_auth.sessions import Sessions
 from roster_auth.throttle import Throttle, subject_key
 from roster_db import SessionDep
 
@@ -48,6 +51,8 @@ class RosterAuth:
         self.jwt_strategy: RequiredClaimsJWTStrategy = jwt_strategy(config)
         # Failed logins, registrations and mail requests, counted in Postgres.
         self.throttle = Throttle(config.throttle, subject_key(config.access_token_secret))
+        # Cookie sessions and refresh-token families.
+        self.sessions = Sessions(config)
 
         # A plain function (not a generator), so that it may depend on the function-scoped
         # session, which commits before the response is sent.
@@ -71,6 +76,11 @@ class RosterAuth:
             bearer_scheme=self.jwt_backend.transport.scheme,
             cookie_scheme=self.cookie_backend.transport.scheme,
             cookie_lifetime_seconds=config.cookie_token_lifetime_seconds,
+            touch_interval_seconds=config.session_touch_interval_seconds,
+            clock=config.clock,
+        )
+        self.caller_session = caller_session_dependency(
+            self.sessions, self.jwt_strategy, sources.cookie_scheme, sources.bearer_scheme
         )
         self.current_active_user: UserDependency = current_user_dependency(sources)
         self.current_superuser: UserDependency = current_user_dependency(sources, superuser=True)
@@ -94,7 +104,8 @@ class RosterAuth:
         )
 
     async def access_token(self, user: User) -> str:
-        """A bearer JWT for the user, as `/auth/jwt/login` would issue."""
+        """A bearer JWT for the user, as `/auth/jwt/login` would issue (without a session:
+        no refresh token, no `sid`)."""
         return await self.jwt_strategy.write_token(user)
 
     def routers(self) -> list[APIRouter]:
@@ -103,16 +114,25 @@ class RosterAuth:
         # As sent, before normalising: the bound every password field of ours has.
         password_max_length = MAX_RAW_PASSWORD_LENGTH
         auth_router = APIRouter(prefix="/auth", tags=["auth"])
-        for prefix, backend in (("/jwt", self.jwt_backend), ("/cookie", self.cookie_backend)):
-            login_router = build_login_router(
-                backend,
-                get_user_manager=self.get_user_manager,
-                authenticator=users.authenticator,
-                throttle=self.throttle,
-                hashing_queue=self.hashing_queue,
-                password_max_length=password_max_length,
-            )
-            auth_router.include_router(login_router, prefix=prefix)
+        bearer_router = build_bearer_router(
+            strategy=self.jwt_strategy,
+            sessions=self.sessions,
+            bearer_scheme=self.jwt_backend.transport.scheme,
+            get_user_manager=self.get_user_manager,
+            throttle=self.throttle,
+            hashing_queue=self.hashing_queue,
+            password_max_length=password_max_length,
+        )
+        auth_router.include_router(bearer_router, prefix="/jwt")
+        cookie_router = build_login_router(
+            self.cookie_backend,
+            get_user_manager=self.get_user_manager,
+            authenticator=users.authenticator,
+            throttle=self.throttle,
+            hashing_queue=self.hashing_queue,
+            password_max_length=password_max_length,
+        )
+        auth_router.include_router(cookie_router, prefix="/cookie")
         if self.config.registration_enabled:
             auth_router.include_router(
                 build_register_router(
@@ -137,6 +157,15 @@ class RosterAuth:
             users, self.get_user_manager, self.current_active_user, self.current_active_user_row
         )
         _document_hashing(own_users_router, "users:patch_current_user", "users:patch_user")
+        # Before `/users/{id}/...`: `/users/me/sessions` is not a user id's.
+        users_router.include_router(
+            build_sessions_router(
+                self.sessions,
+                self.caller_session,
+                self.current_active_user,
+                self.current_superuser,
+            )
+        )
         users_router.include_router(own_users_router)
         return [auth_router, users_router]
 

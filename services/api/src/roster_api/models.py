@@ -3,11 +3,11 @@ table: Alembic's target, and what the migrations are checked against."""
 
 from typing import Final
 
-from roster_auth import AccessToken, User
+from roster_auth import AccessToken, RefreshToken, RefreshTokenFamily, User
 from roster_db import metadata
 from roster_groups.models import Membership, UserGroup
 
 # Importing the classes maps them into the shared registry; the tuple keeps the imports used.
-MODELS: Final = (User, AccessToken, UserGroup, Membership)
+MODELS: Final = (User, AccessToken, RefreshTokenFamily, RefreshToken, UserGroup, Membership)
 
 __all__ = ["MODELS", "metadata"]
