@@ -4,8 +4,7 @@ Retry-After) instead of queueing for seconds."""
 
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable
 
 import anyio
 import pytest_asyncio
