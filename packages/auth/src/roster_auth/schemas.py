@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, StrictBool, StringConstraints, model_vali
 
 from roster_auth.models import DISPLAY_NAME_MAX_LENGTH
 from roster_auth.password import MAX_PASSWORD_LENGTH, MAX_RAW_PASSWORD_LENGTH
+from roster_auth.sessions import REFRESH_TOKEN_MAX_LENGTH
 from roster_db.text import SingleLine
 
 DisplayName = Annotated[str, SingleLine(max_length=DISPLAY_NAME_MAX_LENGTH)]
@@ -113,7 +114,9 @@ class TokenResponse(BaseModel):
 class RefreshTokenBody(BaseModel):
     """A refresh token, as the last token response gave it."""
 
-    refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    refresh_token: Annotated[
+        str, StringConstraints(min_length=1, max_length=REFRESH_TOKEN_MAX_LENGTH)
+    ]
 
 
 class SessionRead(BaseModel):

@@ -65,9 +65,9 @@ from roster_auth.models import (
 from roster_auth.throttle import peer_address
 
 REFRESH_TOKEN_BYTES: Final = 32
-# token_urlsafe(32) is 43 characters; a little room, so that a client's token of another
-# length is a 401, and nothing long is hashed.
-REFRESH_TOKEN_MAX_LENGTH: Final = 256
+# token_urlsafe(32) is 43 characters; room for any token a client may send by mistake (a JWT
+# is a 401 like any unknown token), and nothing longer is hashed (422).
+REFRESH_TOKEN_MAX_LENGTH: Final = 1024
 
 TOKENS: Final = cast(Table, AccessToken.__table__)
 FAMILIES: Final = cast(Table, RefreshTokenFamily.__table__)
