@@ -7,14 +7,16 @@ import asyncio
 import logging
 import os
 import sys
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import typer
 import uvicorn
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, insert, select
 from typer.testing import CliRunner, Result
 
 from roster_api import migrations
@@ -23,13 +25,15 @@ from roster_api.seed import DEVELOPMENT_SEED_PASSWORD
 from roster_api.seed import group_table as groups
 from roster_api.seed import membership_table as memberships
 from roster_api.seed import user_table as users
-from roster_auth import User
+from roster_auth import AccessToken, RefreshTokenFamily, User, token_digest
 from roster_auth.testing import DEFAULT_PASSWORD, create_user
 from roster_db import create_sessionmaker, one_off_engine
 from roster_db.testing import CreateDatabase
 from roster_groups import GroupRole
 
 from .conftest import MIGRATIONS_DIR
+
+YEAR = timedelta(days=365)
 
 # Variables a developer may have set that would change what the commands do.
 ISOLATED_ENVIRONMENT = {
@@ -452,3 +456,49 @@ async def test_without_a_database_url_the_embedded_postgres_keeps_its_data(
     assert current.exit_code == 0, current.output
     head = migrations.head_revision(MIGRATIONS_DIR)
     assert f"Database at revision {head} (latest)." in current.output
+
+
+# --- sessions -------------------------------------------------------------------------------
+
+
+async def test_sessions_prune_deletes_ended_sessions_and_says_how_many(
+    create_database: CreateDatabase,
+) -> None:
+    url = await migrated(create_database)
+    async with one_off_engine(url) as engine:
+        async with create_sessionmaker(engine)() as session:
+            user = await create_user(session, email="pru@example.com")
+        now = datetime.now(UTC)
+        async with engine.begin() as connection:
+            await connection.execute(
+                insert(AccessToken),
+                [
+                    {"token": token_digest("old"), "user_id": user.id, "created_at": now - YEAR},
+                    {"token": token_digest("new"), "user_id": user.id, "created_at": now},
+                ],
+            )
+            family = {"user_id": user.id, "created_at": now, "last_used_at": now}
+            await connection.execute(
+                insert(RefreshTokenFamily),
+                [
+                    {**family, "id": uuid.uuid4(), "expires_at": now - YEAR},
+                    {**family, "id": uuid.uuid4(), "expires_at": now + YEAR},
+                ],
+            )
+
+        result = await roster("sessions", "prune", database_url=url)
+        assert result.exit_code == 0, result.output
+        assert "Deleted 1 ended cookie session(s) and 1 ended refresh-token family." in (
+            result.output
+        )
+        async with engine.connect() as connection:
+            cookies = (
+                await connection.execute(select(func.count()).select_from(AccessToken))
+            ).scalar()
+            families = (
+                await connection.execute(select(func.count()).select_from(RefreshTokenFamily))
+            ).scalar()
+        assert (cookies, families) == (1, 1)
+
+    again = await roster("sessions", "prune", database_url=url)
+    assert "Deleted 0 ended cookie session(s) and 0 ended refresh-token families." in again.output
