@@ -92,7 +92,7 @@ def build_sessions_router(
     ) -> list[SessionRead]:
         """Where you are signed in: your live cookie sessions and refresh-token families,
         newest first; `current` marks this request's."""
-        rows = await sessions.list(session, user.id, caller)
+        rows = await sessions.live(session, user.id, caller)
         return [SessionRead.model_validate(row) for row in rows]
 
     @router.delete(
@@ -143,7 +143,7 @@ def build_sessions_router(
         caller: CallerDep,
     ) -> list[SessionRead]:
         """A user's live sessions (superusers only)."""
-        rows = await sessions.list(session, await existing_user(session, user_id), caller)
+        rows = await sessions.live(session, await existing_user(session, user_id), caller)
         return [SessionRead.model_validate(row) for row in rows]
 
     @router.delete(

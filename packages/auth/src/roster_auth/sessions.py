@@ -448,7 +448,7 @@ class Sessions:
             return CallerSession(cookie_hash=cookie_hash)
         return CallerSession(family_id=family_id)
 
-    async def list(
+    async def live(
         self, session: AsyncSession, user_id: uuid.UUID, caller: CallerSession
     ) -> list[dict[str, Any]]:
         """The user's live sessions, newest first, `current` set on the caller's."""
