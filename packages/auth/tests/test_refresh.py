@@ -309,3 +309,39 @@ async def test_a_refresh_for_an_inactive_user_is_refused_in_the_same_statement(
     response = await refresh(client, tokens.refresh_token)
     assert response.status_code == 401
     assert response.json() == UNAUTHORIZED
+
+
+async def test_a_revocation_committed_during_a_refresh_wins(
+    serve_with: Callable[..., Any],
+    auth_config: AuthConfig,
+    committing_sessionmaker: Sessionmaker,
+) -> None:
+    """A password change that revokes the family while a refresh is between its two
+    statements: the refresh's second statement waits for the family's row lock, re-reads the
+    row, finds it revoked and issues nothing."""
+    async with committing_sessionmaker() as session:
+        user = await create_user(session, email="gus@example.org")
+    async with serve_with(auth_config, committing_sessionmaker) as client:
+        tokens = await login(client, user.email)
+        family_id = uuid.UUID(claims(tokens.access_token)["sid"])
+        async with committing_sessionmaker() as rival:
+            # The revocation holds the family's row, uncommitted: the request's first
+            # statement (which reads the family without locking it) still sees it live.
+            await rival.execute(
+                update(RefreshTokenFamily)
+                .where(RefreshTokenFamily.__table__.c.id == family_id)
+                .values(revoked_at=func.now())
+            )
+            request = asyncio.create_task(refresh(client, tokens.refresh_token))
+            await wait_for_a_lock_wait(committing_sessionmaker)
+            await rival.commit()
+            response = await request
+        assert response.status_code == 401
+        assert response.json() == UNAUTHORIZED
+    async with committing_sessionmaker() as session:
+        stored = await session.scalar(select(func.count()).select_from(RefreshToken))
+    # Nothing of the refresh was kept: no new token, and the old one is not marked used.
+    assert stored == 1
+    async with committing_sessionmaker() as session:
+        used = await session.scalar(select(RefreshToken.__table__.c.used_at))
+    assert used is None
