@@ -9,13 +9,17 @@ Who is who:
 - the "loner" belongs to no group (its `/users/me` is compared with the owner's);
 - the write candidates are split in two pools (warm-up and measurement); in each pool the last
   `write_lag` users are members of the write group to start with, the others are not (see
-  `bench.scenarios.member_toggle_plan`).
+  `bench.scenarios.member_toggle_plan`);
+- refresh tokens, two pools (warm-up and measurement) of `refresh_pool_size` live sessions
+  spread over the users, one unused token each: a refresh uses its token up, so each request
+  of the `refresh` scenario presents a token of its own.
 
 Every user has the same password; it is hashed once, with roster-auth's password helper.
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -38,6 +42,12 @@ class DatasetSpec:
     write_lag: int  # how far behind its addition a member is removed, in requests
     write_pool_size: int  # candidates per pool
 
+    @property
+    def refresh_pool_size(self) -> int:
+        """Refresh tokens per pool: each is used once, so as many as a run may send (four
+        write pools: 33 thousand in a full run, ten times what one worker refreshes in it)."""
+        return 4 * self.write_pool_size
+
     def __post_init__(self) -> None:
         if not self.group_sizes or min(self.group_sizes) < 1:
             raise ValueError("every group needs at least one member (its owner)")
@@ -58,6 +68,7 @@ class Dataset:
     owner_jwt: str
     loner_jwt: str
     owner_cookie_token: str
+    refresh_pools: tuple[tuple[str, ...], ...]
     user_count: int
     membership_count: int
 
@@ -79,6 +90,39 @@ def _membership_records(
         )
         for position, user_id in enumerate(user_ids)
     ]
+
+
+def _digest(token: str) -> str:
+    """As roster-auth stores a token (roster_auth.sessions.token_digest)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def _load_refresh_tokens(
+    connection: asyncpg.Connection, spec: DatasetSpec, user_ids: list[uuid.UUID], now: datetime
+) -> tuple[tuple[str, ...], ...]:
+    """Two pools of live refresh-token families, one unused token each, spread over the users."""
+    count = 2 * spec.refresh_pool_size
+    tokens = [secrets.token_urlsafe(32) for _ in range(count)]
+    family_ids = [uuid.uuid4() for _ in range(count)]
+    expires_at = now + timedelta(seconds=TOKEN_LIFETIME_S)
+    await connection.copy_records_to_table(
+        "refresh_token_family",
+        columns=["id", "user_id", "created_at", "last_used_at", "expires_at"],
+        records=[
+            (family_id, user_ids[index % len(user_ids)], now, now, expires_at)
+            for index, family_id in enumerate(family_ids)
+        ],
+    )
+    await connection.copy_records_to_table(
+        "refresh_token",
+        columns=["token_hash", "family_id", "created_at"],
+        records=[
+            (_digest(token), family_id, now)
+            for token, family_id in zip(tokens, family_ids, strict=True)
+        ],
+    )
+    size = spec.refresh_pool_size
+    return tuple(tokens[:size]), tuple(tokens[size:])
 
 
 async def load(connection: asyncpg.Connection, spec: DatasetSpec, jwt_secret: str) -> Dataset:
@@ -146,8 +190,9 @@ async def load(connection: asyncpg.Connection, spec: DatasetSpec, jwt_secret: st
         await connection.copy_records_to_table(
             "accesstoken",
             columns=["token", "user_id", "created_at"],
-            records=[(owner_cookie_token, owner_id, now)],
+            records=[(_digest(owner_cookie_token), owner_id, now)],
         )
+        refresh_pools = await _load_refresh_tokens(connection, spec, user_ids, now)
     # Fresh statistics, as autovacuum would have gathered on a live database.
     await connection.execute("ANALYZE")
 
@@ -168,6 +213,7 @@ async def load(connection: asyncpg.Connection, spec: DatasetSpec, jwt_secret: st
         owner_jwt=mint(owner_id),
         loner_jwt=mint(loner_id),
         owner_cookie_token=owner_cookie_token,
+        refresh_pools=refresh_pools,
         user_count=user_count,
         membership_count=len(memberships),
     )

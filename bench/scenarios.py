@@ -99,11 +99,25 @@ def member_toggle_plan(
     return RequestPlan(tuple(cycle))
 
 
+def refresh_plan(tokens: tuple[str, ...]) -> RequestPlan:
+    """One refresh per token, in order: a refresh uses its token up (a second one would be a
+    reuse, answered 401), so the cycle must not come round within a run."""
+    headers = {"Content-Type": "application/json"}
+    return RequestPlan(
+        tuple(
+            HttpRequest(
+                "POST", "/auth/jwt/refresh", headers, json.dumps({"refresh_token": t}).encode()
+            )
+            for t in tokens
+        )
+    )
+
+
 def scenario_keys(group_sizes: tuple[int, ...]) -> list[str]:
     """The keys `build_scenarios` gives scenarios, in their order, for data of these sizes."""
     members = [f"members-{size}" for size in sorted(set(group_sizes))]
     return ["group-users", *members, "members-deep", "me-jwt", "me-jwt-loner", "me-cookie",
-            "login", "write", "login-flood"]  # fmt: skip
+            "login", "write", "refresh", "login-flood"]  # fmt: skip
 
 
 def build_scenarios(data: Dataset) -> list[Scenario]:
@@ -184,6 +198,16 @@ def build_scenarios(data: Dataset) -> list[Scenario]:
             Kind.WRITE,
             member_toggle_plan(data.write_group_id, measured_pool, lag, data.owner_jwt),
             member_toggle_plan(data.write_group_id, warmup_pool, lag, data.owner_jwt),
+        )
+    )
+    measured_tokens, warmup_tokens = data.refresh_pools
+    scenarios.append(
+        Scenario(
+            "refresh",
+            "POST /auth/jwt/refresh (rotation: a token of its own each)",
+            Kind.WRITE,
+            refresh_plan(measured_tokens),
+            refresh_plan(warmup_tokens),
         )
     )
     # Last: the flood's logins can outlast its measurement (a server that queues them works

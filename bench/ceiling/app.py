@@ -20,6 +20,7 @@ JSON with no model in between, roster's pool size (15 + 5).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -183,7 +184,9 @@ def create_app() -> ASGIApp:
         rows = []
         if roster_auth:
             not_before = datetime.now(UTC) - cookie_lifetime
-            rows = await fetch(ME_BY_TOKEN, token=roster_auth, not_before=not_before)
+            # roster stores the token's SHA-256 digest, computed before the statement.
+            digest = hashlib.sha256(roster_auth.encode()).hexdigest()
+            rows = await fetch(ME_BY_TOKEN, token=digest, not_before=not_before)
         if not rows:
             rows = await fetch(ME_BY_ID, user_id=caller_id(authorization))
         if not rows or not rows[0]["is_active"]:

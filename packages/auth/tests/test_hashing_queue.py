@@ -6,8 +6,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable
 
 import anyio
 import pytest_asyncio
@@ -118,9 +117,12 @@ async def test_logins_waiting_to_hash_leave_the_pool_to_other_routes(
 
 
 async def test_a_full_hashing_queue_answers_503_at_once(
-    db_sessionmaker: Sessionmaker, make_user: Callable[..., Awaitable[Any]], outbox: OutboxMailer
+    committing_sessionmaker: Sessionmaker, outbox: OutboxMailer
 ) -> None:
-    await make_user(email="xena@example.org")
+    # Sessions on connections of their own: the two logins finish together once the gate
+    # opens, and the successful one writes its session.
+    async with committing_sessionmaker() as session:
+        await create_user(session, email="xena@example.org")
     hasher = GatedPasswordHelper(fast_password_helper())
     config = config_for_tests(
         mailer=outbox,
@@ -130,7 +132,7 @@ async def test_a_full_hashing_queue_answers_503_at_once(
     )
     auth = RosterAuth(config)
     async with (
-        serve(build_app(auth, db_sessionmaker)) as client,
+        serve(build_app(auth, committing_sessionmaker)) as client,
         anyio.create_task_group() as tasks,
     ):
         answers: list[Response] = []
@@ -138,7 +140,7 @@ async def test_a_full_hashing_queue_answers_503_at_once(
         async def login(email: str) -> None:
             answers.append(await client.post("/auth/jwt/login", data=login_form(email)))
 
-        # Requests on the shared test connection one at a time, until each is at the gate.
+        # One request at a time, until each is at the gate.
         tasks.start_soon(login, "xena@example.org")
         await eventually(lambda: hasher.started == 1)
         tasks.start_soon(login, "nobody@example.org")

@@ -13,7 +13,11 @@ from typing import Any, Final
 
 import pytest
 
-from roster_auth.backends import PurgingDatabaseStrategy, RequiredClaimsJWTStrategy
+from roster_auth.backends import (
+    HashingAccessTokenDatabase,
+    PurgingDatabaseStrategy,
+    RequiredClaimsJWTStrategy,
+)
 from roster_auth.database import RosterUserDatabase
 from roster_auth.manager import UserManager
 
@@ -58,6 +62,12 @@ COPIES: Final = (
         "roster_auth.backends:RequiredClaimsJWTStrategy.read_token",
         "6a1f7707aa53a38395447b67240d855bda678f4ec46f2bced54639ce03e76ce6",
     ),
+    # The cookie's token is returned, not the stored row's digest; the session's origin kept.
+    LibraryCopy(
+        "fastapi_users.authentication.strategy.db:DatabaseStrategy.write_token",
+        "roster_auth.backends:PurgingDatabaseStrategy.write_token",
+        "20df030dac38842c85c0f3573f5e4384d0843a02c5e9582c5610aca9dc7fbfea",
+    ),
     # POST /users answers a refused creation as /auth/register does.
     LibraryCopy(
         "fastapi_users.router.register:get_register_router",
@@ -79,6 +89,7 @@ SUBCLASSES: Final = (
     RosterUserDatabase,
     RequiredClaimsJWTStrategy,
     PurgingDatabaseStrategy,
+    HashingAccessTokenDatabase,
 )
 # FastAPI Users' documented extension points: meant to be written anew, not copied.
 HOOK_PREFIXES: Final = ("on_after_", "on_before_", "validate_password")

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from roster_auth import AccessToken, AuthConfig, User
+from roster_auth import AccessToken, AuthConfig, User, token_digest
 from roster_auth.testing import ACCESS_TOKEN_SECRET, DEFAULT_PASSWORD, bearer
 
 Sessionmaker = async_sessionmaker[AsyncSession]
@@ -65,7 +65,8 @@ async def test_cookie_login_stores_a_token_and_sets_a_safe_cookie(
     assert {"secure", "httponly", "samesite", "max-age"} <= attributes
     assert "samesite=lax" in set_cookie.lower()
     token = response.cookies["roster_auth"]
-    assert await stored_tokens(db_sessionmaker, user) == [token]
+    # Stored as its digest only.
+    assert await stored_tokens(db_sessionmaker, user) == [token_digest(token)]
 
     me = await client.get("/users/me")  # the client sends the cookie back
     assert me.status_code == 200

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from roster_auth import AccessToken, AuthConfig, MailKind, OutboxMailer, User
+from roster_auth import AccessToken, AuthConfig, MailKind, OutboxMailer, User, token_digest
 from roster_auth.testing import DEFAULT_PASSWORD, bearer
 
 Sessionmaker = async_sessionmaker[AsyncSession]
@@ -166,8 +166,10 @@ async def test_expired_stored_tokens_are_refused_and_purged_at_the_next_login(
     user = await make_user(email="tara@example.org")
     expired_at = datetime.now(UTC) - timedelta(seconds=auth_config.cookie_token_lifetime_seconds)
     async with db_sessionmaker() as session:
-        session.add(AccessToken(token="expired-token", user_id=user.id, created_at=expired_at))
-        session.add(AccessToken(token="fresh-token", user_id=user.id))
+        session.add(
+            AccessToken(token=token_digest("expired-token"), user_id=user.id, created_at=expired_at)
+        )
+        session.add(AccessToken(token=token_digest("fresh-token"), user_id=user.id))
         await session.commit()
     assert await me_with_cookie(client, "expired-token") == 401
     assert await me_with_cookie(client, "fresh-token") == 200
@@ -178,4 +180,4 @@ async def test_expired_stored_tokens_are_refused_and_purged_at_the_next_login(
         left = set(
             await session.scalars(select(AccessToken.__table__.c.token).where(owner == user.id))
         )
-    assert left == {"fresh-token", new}
+    assert left == {token_digest("fresh-token"), token_digest(new)}

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from roster_auth import AccessToken, RosterAuth, User
+from roster_auth import AccessToken, RosterAuth, User, token_digest
 from roster_auth.testing import bearer_headers
 from roster_groups.models import GroupRole
 
@@ -30,7 +30,7 @@ async def stored_token(
     async with sessionmaker() as session:
         await session.execute(
             insert(AccessToken).values(
-                token=token, user_id=user_id, created_at=datetime.now(UTC) - age
+                token=token_digest(token), user_id=user_id, created_at=datetime.now(UTC) - age
             )
         )
         await session.commit()

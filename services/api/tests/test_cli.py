@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import sys
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,7 +27,7 @@ from roster_api.seed import group_table as groups
 from roster_api.seed import invitation_table as invitations
 from roster_api.seed import membership_table as memberships
 from roster_api.seed import user_table as users
-from roster_auth import User
+from roster_auth import AccessToken, RefreshTokenFamily, User, token_digest
 from roster_auth.testing import DEFAULT_PASSWORD, config_for_tests, create_user
 from roster_db import create_sessionmaker, one_off_engine
 from roster_db.audit import AuditAction, audit_event
@@ -34,6 +35,8 @@ from roster_db.testing import CreateDatabase
 from roster_groups import GroupRole
 
 from .conftest import MIGRATIONS_DIR, make_settings, serve
+
+YEAR = timedelta(days=365)
 
 # Variables a developer may have set that would change what the commands do.
 ISOLATED_ENVIRONMENT = {
@@ -116,6 +119,7 @@ async def test_every_command_and_option_has_help() -> None:
         ("create-superuser",),
         ("seed",),
         ("audit", "prune"),
+        ("sessions", "prune"),
     }
     for path, command in commands.items():
         assert command.help, path
@@ -529,3 +533,49 @@ async def test_audit_prune_deletes_only_events_older_than_the_days_given(
 
     refused = await roster("audit", "prune", "--older-than", "0", database_url=url)
     assert refused.exit_code == 2
+
+
+# --- sessions -------------------------------------------------------------------------------
+
+
+async def test_sessions_prune_deletes_ended_sessions_and_says_how_many(
+    create_database: CreateDatabase,
+) -> None:
+    url = await migrated(create_database)
+    async with one_off_engine(url) as engine:
+        async with create_sessionmaker(engine)() as session:
+            user = await create_user(session, email="pru@example.com")
+        now = datetime.now(UTC)
+        async with engine.begin() as connection:
+            await connection.execute(
+                insert(AccessToken),
+                [
+                    {"token": token_digest("old"), "user_id": user.id, "created_at": now - YEAR},
+                    {"token": token_digest("new"), "user_id": user.id, "created_at": now},
+                ],
+            )
+            family = {"user_id": user.id, "created_at": now, "last_used_at": now}
+            await connection.execute(
+                insert(RefreshTokenFamily),
+                [
+                    {**family, "id": uuid.uuid4(), "expires_at": now - YEAR},
+                    {**family, "id": uuid.uuid4(), "expires_at": now + YEAR},
+                ],
+            )
+
+        result = await roster("sessions", "prune", database_url=url)
+        assert result.exit_code == 0, result.output
+        assert "Deleted 1 ended cookie session(s) and 1 ended refresh-token family." in (
+            result.output
+        )
+        async with engine.connect() as connection:
+            cookies = (
+                await connection.execute(select(func.count()).select_from(AccessToken))
+            ).scalar()
+            families = (
+                await connection.execute(select(func.count()).select_from(RefreshTokenFamily))
+            ).scalar()
+        assert (cookies, families) == (1, 1)
+
+    again = await roster("sessions", "prune", database_url=url)
+    assert "Deleted 0 ended cookie session(s) and 0 ended refresh-token families." in again.output

@@ -27,6 +27,7 @@ ADMIN_EMAIL: Final = "admin@example.com"
 PATH_VALUES: Final = {"group_id": "1", "user_id": "00000000-0000-4000-8000-000000000000"}
 PATH_VALUES["id"] = PATH_VALUES["user_id"]
 PATH_VALUES["invitation_id"] = PATH_VALUES["user_id"]
+PATH_VALUES["session_id"] = PATH_VALUES["user_id"]
 
 
 def build_app(sessionmaker: Sessionmaker) -> FastAPI:

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 
 from roster_api import migrations
 from roster_api.models import metadata
+from roster_auth import token_digest
 from roster_db import one_off_engine
 from roster_db.testing import CreateDatabase
 
@@ -201,3 +202,48 @@ async def test_an_upgrade_waits_for_the_migration_lock(
         )
         await asyncio.wait_for(upgrade, timeout=30)
     assert await migrations.current_revision(url) == migrations.head_revision(migrations_dir)
+
+
+async def test_the_sessions_revision_hashes_the_stored_cookie_tokens(
+    create_database: CreateDatabase, migrations_dir: Path
+) -> None:
+    """Cookie sessions from before the tokens were hashed keep working: each stored token
+    becomes the digest the current-user path computes from the cookie."""
+    url = await create_database()
+    await migrations.upgrade(url, migrations_dir, "389deb3b2a9c")
+    token = "Kd9vP_x-2mQ8cN4tR7yZ1bW6hJ3fL5sA0eU9iO2gT4k"  # as token_urlsafe() makes them
+    async with one_off_engine(url) as engine:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    'INSERT INTO "user" (id, email, hashed_password, is_active, is_superuser, '
+                    "is_verified) VALUES ('6f1c1f5e-0000-4000-8000-000000000002', "
+                    "'cookie@example.com', 'hash', true, false, true)"
+                )
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO accesstoken (token, user_id, created_at) VALUES "
+                    "(:token, '6f1c1f5e-0000-4000-8000-000000000002', "
+                    "'2026-11-30T10:00:00+00:00')"
+                ),
+                {"token": token},
+            )
+
+        await migrations.upgrade(url, migrations_dir)
+
+        async with engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    text("SELECT token, id, last_used_at = created_at AS same FROM accesstoken")
+                )
+            ).one()
+        assert row.token == token_digest(token)
+        assert row.id is not None
+        assert row.same
+
+        # Back down: a digest is no token, so the sessions end.
+        await migrations.downgrade(url, migrations_dir, "389deb3b2a9c")
+        async with engine.connect() as connection:
+            left = (await connection.execute(text("SELECT count(*) FROM accesstoken"))).scalar()
+        assert left == 0

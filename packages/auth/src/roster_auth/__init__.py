@@ -20,9 +20,17 @@ from roster_auth.mail import (
     SmtpMailer,
 )
 from roster_auth.manager import InvalidCurrentPasswordException, UserManager
-from roster_auth.models import AccessToken, ThrottleCounter, User
+from roster_auth.models import AccessToken, RefreshToken, RefreshTokenFamily, ThrottleCounter, User
 from roster_auth.password import PasswordPolicy
-from roster_auth.schemas import UserCreate, UserRead, UserUpdate, UserUpdateMe
+from roster_auth.schemas import (
+    SessionRead,
+    TokenResponse,
+    UserCreate,
+    UserRead,
+    UserUpdate,
+    UserUpdateMe,
+)
+from roster_auth.sessions import Pruned, Sessions, prune_sessions, token_digest
 from roster_auth.throttle import LoginAttempt, Throttle
 
 __all__ = [
@@ -44,11 +52,17 @@ __all__ = [
     "PasswordHashingBusyError",
     "PasswordPolicy",
     "PasswordTrafficGuard",
+    "Pruned",
+    "RefreshToken",
+    "RefreshTokenFamily",
     "RosterAuth",
+    "SessionRead",
+    "Sessions",
     "SmtpMailer",
     "Throttle",
     "ThrottleConfig",
     "ThrottleCounter",
+    "TokenResponse",
     "TooManyRequestsError",
     "User",
     "UserCreate",
@@ -59,4 +73,6 @@ __all__ = [
     "UserUpdate",
     "UserUpdateMe",
     "not_authenticated",
+    "prune_sessions",
+    "token_digest",
 ]

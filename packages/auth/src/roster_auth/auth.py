@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from roster_auth.audit_routes import build_events_router
 from roster_auth.auth_routes import (
+    build_bearer_router,
     build_login_router,
     build_register_router,
     build_reset_password_router,
@@ -34,12 +35,16 @@ from roster_auth.manager import UserManager
 from roster_auth.models import User
 from roster_auth.password import MAX_RAW_PASSWORD_LENGTH, NormalizingPasswordHelper
 from roster_auth.router import USERS_PREFIX, build_admin_router, build_users_router
+from roster_auth.session_routes import build_sessions_router, caller_session_dependency
+from roster_auth.sessions import Sessions
 from roster_auth.throttle import Throttle, subject_key
 from roster_db import SessionDep
 
 AUTH_PREFIX: Final = "/auth"
-# Where each backend's login and logout are: the JWT backend's, then the cookie backend's.
-BACKEND_PREFIXES: Final = ("/jwt", "/cookie")
+# Where each backend's login and logout are.
+JWT_PREFIX: Final = "/jwt"
+COOKIE_PREFIX: Final = "/cookie"
+BACKEND_PREFIXES: Final = (JWT_PREFIX, COOKIE_PREFIX)
 
 
 class RosterAuth:
@@ -56,6 +61,8 @@ class RosterAuth:
         self.jwt_strategy: RequiredClaimsJWTStrategy = jwt_strategy(config)
         # Failed logins, registrations and mail requests, counted in Postgres.
         self.throttle = Throttle(config.throttle, subject_key(config.access_token_secret))
+        # Cookie sessions and refresh-token families.
+        self.sessions = Sessions(config)
 
         # A plain function (not a generator), so that it may depend on the function-scoped
         # session, which commits before the response is sent.
@@ -79,6 +86,11 @@ class RosterAuth:
             bearer_scheme=self.jwt_backend.transport.scheme,
             cookie_scheme=self.cookie_backend.transport.scheme,
             cookie_lifetime_seconds=config.cookie_token_lifetime_seconds,
+            touch_interval_seconds=config.session_touch_interval_seconds,
+            clock=config.clock,
+        )
+        self.caller_session = caller_session_dependency(
+            self.sessions, self.jwt_strategy, sources.cookie_scheme, sources.bearer_scheme
         )
         self.current_active_user: UserDependency = current_user_dependency(sources)
         self.current_superuser: UserDependency = current_user_dependency(sources, superuser=True)
@@ -102,7 +114,8 @@ class RosterAuth:
         )
 
     async def access_token(self, user: User) -> str:
-        """A bearer JWT for the user, as `/auth/jwt/login` would issue."""
+        """A bearer JWT for the user, as `/auth/jwt/login` would issue (without a session:
+        no refresh token, no `sid`)."""
         return await self.jwt_strategy.write_token(user)
 
     def hashing_routes(self) -> frozenset[tuple[str, str]]:
@@ -130,17 +143,25 @@ class RosterAuth:
         # As sent, before normalising: the bound every password field of ours has.
         password_max_length = MAX_RAW_PASSWORD_LENGTH
         auth_router = APIRouter(prefix=AUTH_PREFIX, tags=["auth"])
-        backends = (self.jwt_backend, self.cookie_backend)
-        for prefix, backend in zip(BACKEND_PREFIXES, backends, strict=True):
-            login_router = build_login_router(
-                backend,
-                get_user_manager=self.get_user_manager,
-                authenticator=users.authenticator,
-                throttle=self.throttle,
-                hashing_queue=self.hashing_queue,
-                password_max_length=password_max_length,
-            )
-            auth_router.include_router(login_router, prefix=prefix)
+        bearer_router = build_bearer_router(
+            strategy=self.jwt_strategy,
+            sessions=self.sessions,
+            bearer_scheme=self.jwt_backend.transport.scheme,
+            get_user_manager=self.get_user_manager,
+            throttle=self.throttle,
+            hashing_queue=self.hashing_queue,
+            password_max_length=password_max_length,
+        )
+        auth_router.include_router(bearer_router, prefix=JWT_PREFIX)
+        cookie_router = build_login_router(
+            self.cookie_backend,
+            get_user_manager=self.get_user_manager,
+            authenticator=users.authenticator,
+            throttle=self.throttle,
+            hashing_queue=self.hashing_queue,
+            password_max_length=password_max_length,
+        )
+        auth_router.include_router(cookie_router, prefix=COOKIE_PREFIX)
         if self.config.registration_enabled:
             auth_router.include_router(
                 build_register_router(
@@ -165,6 +186,15 @@ class RosterAuth:
             users, self.get_user_manager, self.current_active_user, self.current_active_user_row
         )
         _document_hashing(own_users_router, "users:patch_current_user", "users:patch_user")
+        # Before `/users/{id}/...`: `/users/me/sessions` is not a user id's.
+        users_router.include_router(
+            build_sessions_router(
+                self.sessions,
+                self.caller_session,
+                self.current_active_user,
+                self.current_superuser,
+            )
+        )
         users_router.include_router(own_users_router)
         return [auth_router, users_router, build_events_router(self.current_credentials)]
 

@@ -13,15 +13,22 @@ responses, plus what the library has no hook for:
   password of a reset, checked before anything is normalised or hashed, and no control
   characters in the username (Postgres refuses NUL).
 
-Logout and `/verify` stay the library's routes. Compare the copies with the library's when
+The bearer backend's login answers an OAuth 2.0 token response with a refresh token
+(`build_bearer_router`, which adds `/refresh` and its own `/logout`). The cookie backend's
+logout and `/verify` stay the library's routes. Compare the copies with the library's when
 upgrading it.
 """
 
 import contextlib
+import logging
+import uuid
+from dataclasses import dataclass
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Body, Depends, Form, HTTPException, Request, status
+from fastapi import APIRouter, Body, Depends, Form, HTTPException, Request, Response, status
+from fastapi.responses import JSONResponse
 from fastapi.security import OAuth2PasswordRequestForm
+from fastapi.security.base import SecurityBase
 from fastapi_users import exceptions
 from fastapi_users.authentication import AuthenticationBackend, Authenticator, Strategy
 from fastapi_users.router import get_auth_router, get_verify_router
@@ -29,13 +36,19 @@ from fastapi_users.router.common import ErrorCode, ErrorModel
 from fastapi_users.router.reset import RESET_PASSWORD_RESPONSES
 from pydantic import EmailStr
 
+from roster_auth.backends import RequiredClaimsJWTStrategy
+from roster_auth.current import not_authenticated
 from roster_auth.dependencies import UserManagerDependency
 from roster_auth.errors import retry_later_responses
 from roster_auth.hashing import PasswordHashingQueue
 from roster_auth.manager import UserManager
 from roster_auth.models import EMAIL_MAX_LENGTH, User
-from roster_auth.schemas import UserCreate, UserRead
+from roster_auth.schemas import RefreshTokenBody, TokenResponse, UserCreate, UserRead
+from roster_auth.sessions import Origin, Refused, Sessions
 from roster_auth.throttle import Throttle
+from roster_db import SessionDep
+
+logger = logging.getLogger(__name__)
 
 # No C0 or C1 control character (Unicode category Cc), as `roster_db.text.single_line` says.
 SINGLE_LINE_PATTERN: Final = r"^[^\x00-\x1f\x7f-\x9f]*$"
@@ -95,7 +108,33 @@ def build_login_router(
     `POST /logout`, for one backend."""
     router = APIRouter()
     LoginForm = login_form_class(password_max_length)  # noqa: N806 - a class
-    login_responses: dict[int | str, dict[str, Any]] = {
+    login_responses = _login_responses(backend.transport.get_openapi_login_responses_success())
+
+    @router.post(
+        "/login",
+        name=f"auth:{backend.name}.login",
+        # The answer is the backend's (a token, or a cookie); `responses` documents it.
+        response_model=None,
+        responses=login_responses,
+    )
+    async def login(
+        request: Request,
+        credentials: Annotated[OAuth2PasswordRequestForm, Depends(LoginForm)],
+        user_manager: Annotated[UserManager, Depends(get_user_manager)],
+        strategy: Annotated[Strategy[User, Any], Depends(backend.get_strategy)],
+    ) -> Any:
+        user = await _authenticate(request, credentials, user_manager, throttle, hashing_queue)
+        response = await backend.login(strategy, user)
+        await user_manager.on_after_login(user, request, response)
+        return response
+
+    library = get_auth_router(backend, get_user_manager, authenticator)
+    router.routes.extend(_routes_named(library, f"auth:{backend.name}.logout"))
+    return router
+
+
+def _login_responses(success: dict[int | str, dict[str, Any]]) -> dict[int | str, dict[str, Any]]:
+    return {
         status.HTTP_400_BAD_REQUEST: {
             "model": ErrorModel,
             "content": {
@@ -114,39 +153,160 @@ def build_login_router(
             },
         },
         **retry_later_responses(hashes=True, throttled=True),
-        **backend.transport.get_openapi_login_responses_success(),
+        **success,
+    }
+
+
+async def _authenticate(
+    request: Request,
+    credentials: OAuth2PasswordRequestForm,
+    user_manager: UserManager,
+    throttle: Throttle,
+    hashing_queue: PasswordHashingQueue,
+) -> User:
+    """FastAPI Users' login check, throttled: the active user the credentials name, or its
+    400 `LOGIN_BAD_CREDENTIALS`."""
+    # A place in the hashing queue first: beyond capacity, a 503 before any database work.
+    async with hashing_queue.reserve():
+        attempt = await throttle.check_login(request, credentials.username)
+        user = await user_manager.authenticate(credentials)
+        if user is None or not user.is_active:
+            await attempt.failed()
+            raise HTTPException(
+                status_code=status.HTTP_400_BAD_REQUEST,
+                detail=ErrorCode.LOGIN_BAD_CREDENTIALS,
+            )
+        await attempt.succeeded()
+    return user
+
+
+# RFC 6749, section 5.1: token responses are not cached.
+NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+UNAUTHORIZED_RESPONSE: Final[dict[int | str, dict[str, Any]]] = {
+    status.HTTP_401_UNAUTHORIZED: {
+        "model": ErrorModel,
+        "description": "`Unauthorized`: the refresh token is unknown, used already, expired, "
+        "or its family was revoked (a reuse revokes it), or its user is inactive.",
+    }
+}
+
+
+@dataclass(frozen=True)
+class IssuedTokens:
+    user_id: uuid.UUID
+    family_id: uuid.UUID
+    refresh_token: str
+
+
+def token_response(strategy: RequiredClaimsJWTStrategy, issued: IssuedTokens) -> JSONResponse:
+    body = TokenResponse(
+        access_token=strategy.write_session_token(issued.user_id, issued.family_id),
+        expires_in=strategy.lifetime_seconds or 0,
+        refresh_token=issued.refresh_token,
+    )
+    return JSONResponse(body.model_dump(), headers=NO_STORE)
+
+
+def build_bearer_router(
+    *,
+    strategy: RequiredClaimsJWTStrategy,
+    sessions: Sessions,
+    bearer_scheme: SecurityBase,
+    get_user_manager: UserManagerDependency,
+    throttle: Throttle,
+    hashing_queue: PasswordHashingQueue,
+    password_max_length: int,
+) -> APIRouter:
+    """The bearer backend's routes: `POST /login` (FastAPI Users' route, throttled, answering
+    an OAuth 2.0 token response with a refresh token), `POST /refresh` and `POST /logout`.
+
+    `/refresh` takes JSON (`{"refresh_token": ...}`), like every other body of the API but the
+    login form (which is OAuth's password grant, form-encoded so that OpenAPI's "Authorize"
+    button can use it): clients send it from code, and a JSON body cannot be posted
+    cross-site without a CORS preflight. It answers the same token response as the login."""
+    router = APIRouter()
+    LoginForm = login_form_class(password_max_length)  # noqa: N806 - a class
+    token_success: dict[int | str, dict[str, Any]] = {
+        status.HTTP_200_OK: {"model": TokenResponse, "description": "The tokens."}
     }
 
     @router.post(
         "/login",
-        name=f"auth:{backend.name}.login",
-        # The answer is the backend's (a token, or a cookie); `responses` documents it.
-        response_model=None,
-        responses=login_responses,
+        name="auth:jwt.login",
+        response_model=TokenResponse,
+        responses=_login_responses(token_success),
     )
     async def login(
         request: Request,
         credentials: Annotated[OAuth2PasswordRequestForm, Depends(LoginForm)],
         user_manager: Annotated[UserManager, Depends(get_user_manager)],
-        strategy: Annotated[Strategy[User, Any], Depends(backend.get_strategy)],
-    ) -> Any:
-        # A place in the hashing queue first: beyond capacity, a 503 before any database work.
-        async with hashing_queue.reserve():
-            attempt = await throttle.check_login(request, credentials.username)
-            user = await user_manager.authenticate(credentials)
-            if user is None or not user.is_active:
-                await attempt.failed()
-                raise HTTPException(
-                    status_code=status.HTTP_400_BAD_REQUEST,
-                    detail=ErrorCode.LOGIN_BAD_CREDENTIALS,
-                )
-            await attempt.succeeded()
-        response = await backend.login(strategy, user)
+        session: SessionDep,
+    ) -> Response:
+        """Log in with the password: an access token and a refresh token (a new session)."""
+        user = await _authenticate(request, credentials, user_manager, throttle, hashing_queue)
+        family_id, refresh_token = await sessions.start_family(session, user.id, Origin.of(request))
+        response = token_response(strategy, IssuedTokens(user.id, family_id, refresh_token))
         await user_manager.on_after_login(user, request, response)
         return response
 
-    library = get_auth_router(backend, get_user_manager, authenticator)
-    router.routes.extend(_routes_named(library, f"auth:{backend.name}.logout"))
+    @router.post(
+        "/refresh",
+        name="auth:jwt.refresh",
+        response_model=TokenResponse,
+        responses=UNAUTHORIZED_RESPONSE,
+    )
+    async def refresh(body: RefreshTokenBody, session: SessionDep) -> Response:
+        """Exchange the refresh token for a new access token and a new refresh token; the
+        one given stops working. Giving a refresh token that was exchanged already ends its
+        session (both copies of it stop working)."""
+        outcome = await sessions.rotate(session, body.refresh_token)
+        if isinstance(outcome, Refused):
+            if outcome.reused_family_id is not None:
+                # Kept, although the answer is an error.
+                await session.commit()
+                logger.warning(
+                    "a refresh token of user %s was used twice: session %s revoked",
+                    outcome.user_id,
+                    outcome.reused_family_id,
+                )
+            raise not_authenticated()
+        return token_response(
+            strategy, IssuedTokens(outcome.user_id, outcome.family_id, outcome.refresh_token)
+        )
+
+    @router.post(
+        "/logout",
+        name="auth:jwt.logout",
+        status_code=status.HTTP_204_NO_CONTENT,
+        responses={
+            status.HTTP_401_UNAUTHORIZED: {
+                "model": ErrorModel,
+                "description": "No refresh token and no valid access token, a refresh token "
+                "that is no session's, or one of another user than the access token's.",
+            }
+        },
+    )
+    async def logout(
+        session: SessionDep,
+        bearer_token: Annotated[str | None, Depends(bearer_scheme)],
+        body: Annotated[RefreshTokenBody | None, Body()] = None,
+    ) -> Response:
+        """End the session: the family of the refresh token given, else that of the access
+        token. The access token itself stays valid until it expires (15 minutes by
+        default): discard it."""
+        claims = None if bearer_token is None else strategy.claims_of(bearer_token)
+        if body is not None:
+            ended = await sessions.revoke_family_of(
+                session, body.refresh_token, None if claims is None else claims[0]
+            )
+            if ended is None:
+                raise not_authenticated()
+        elif claims is None:
+            raise not_authenticated()
+        elif claims[1] is not None:
+            await sessions.end(session, claims[0], claims[1])
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
     return router
 
 
@@ -330,6 +490,8 @@ def _routes_named(router: APIRouter, *names: str) -> list[Any]:
 
 __all__ = [
     "SINGLE_LINE_PATTERN",
+    "TokenResponse",
+    "build_bearer_router",
     "build_login_router",
     "build_register_router",
     "build_reset_password_router",

@@ -1,15 +1,19 @@
 """The two ways a client proves who it is, both accepted on every protected route:
 
-- bearer transport + JWT strategy (`/auth/jwt`): stateless, short-lived, not revocable;
-- cookie transport + database strategy (`/auth/cookie`): an opaque token stored in Postgres,
-  revoked at logout, on a password change or reset, and on deactivation.
+- bearer transport + JWT strategy (`/auth/jwt`): stateless, short-lived, not revocable; a
+  login also hands out a refresh token to renew it with (roster_auth.sessions);
+- cookie transport + database strategy (`/auth/cookie`): an opaque token whose SHA-256 digest
+  is stored in Postgres, revoked at logout, when its session is ended, on a password change
+  or reset, and on deactivation.
 """
 
 import functools
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
+from typing import Any
 
 import jwt
+from fastapi import Request
 from fastapi_users import BaseUserManager, exceptions
 from fastapi_users.authentication import (
     AuthenticationBackend,
@@ -18,17 +22,20 @@ from fastapi_users.authentication import (
     JWTStrategy,
 )
 from fastapi_users.authentication.strategy.db import DatabaseStrategy
+from fastapi_users.jwt import generate_jwt
 from fastapi_users.openapi import OpenAPIResponseType
 from fastapi_users_db_sqlalchemy.access_token import SQLAlchemyAccessTokenDatabase
-from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from roster_auth.config import AuthConfig, secret_value
 from roster_auth.models import AccessToken, User
+from roster_auth.sessions import Origin, Sessions, token_digest
 from roster_db import SessionDep
 
 JWT_ALGORITHM = "HS256"
 JWT_AUDIENCE = "fastapi-users:auth"
+# The refresh-token family (session) an access token was issued for (OpenID Connect's name).
+SESSION_CLAIM = "sid"
 
 
 class RequiredClaimsJWTStrategy(JWTStrategy[User, uuid.UUID]):
@@ -50,6 +57,13 @@ class RequiredClaimsJWTStrategy(JWTStrategy[User, uuid.UUID]):
 
     def user_id_of(self, token: str) -> uuid.UUID | None:
         """The user a valid token names (signature, expiry, audience, subject), else None."""
+        claims = self.claims_of(token)
+        return None if claims is None else claims[0]
+
+    def claims_of(self, token: str) -> tuple[uuid.UUID, uuid.UUID | None] | None:
+        """(user, session) of a valid token, else None. The session is the refresh-token
+        family the token was issued for (its `sid` claim): None for a token without one (one
+        from `write_token`, not issued by a login of this backend)."""
         try:
             data = jwt.decode(
                 token,
@@ -58,33 +72,69 @@ class RequiredClaimsJWTStrategy(JWTStrategy[User, uuid.UUID]):
                 algorithms=[self.algorithm],
                 options={"require": ["exp", "sub", "aud"]},
             )
-            return uuid.UUID(data["sub"])
+            user_id = uuid.UUID(data["sub"])
+            sid = data.get(SESSION_CLAIM)
+            return user_id, (None if sid is None else uuid.UUID(sid))
         except (jwt.PyJWTError, ValueError, TypeError, AttributeError):
             return None
+
+    def write_session_token(self, user_id: uuid.UUID, family_id: uuid.UUID) -> str:
+        """An access token for the user, naming the refresh-token family it was issued for."""
+        data = {"sub": str(user_id), "aud": self.token_audience, SESSION_CLAIM: str(family_id)}
+        return generate_jwt(data, self.encode_key, self.lifetime_seconds, algorithm=self.algorithm)
 
     @functools.cached_property
     def _decode_secret(self) -> str:
         return secret_value(self.decode_key)
 
 
-class PurgingDatabaseStrategy(DatabaseStrategy[User, uuid.UUID, AccessToken]):
-    """FastAPI Users' database strategy, which also deletes the user's expired tokens when it
-    stores a new one (in the same commit), so the table does not grow with every login."""
+class HashingAccessTokenDatabase(SQLAlchemyAccessTokenDatabase[AccessToken]):
+    """FastAPI Users' access-token adapter on the tokens' SHA-256 digests: a token given to
+    `get_by_token` or `create` is hashed first, so the table never holds a usable token (the
+    cookie carries it)."""
 
-    def __init__(self, session: AsyncSession, lifetime_seconds: int) -> None:
-        super().__init__(SQLAlchemyAccessTokenDatabase(session, AccessToken), lifetime_seconds)
+    async def get_by_token(self, token: str, max_age: datetime | None = None) -> AccessToken | None:
+        return await super().get_by_token(token_digest(token), max_age)
+
+    async def create(self, create_dict: dict[str, Any]) -> AccessToken:
+        return await super().create({**create_dict, "token": token_digest(create_dict["token"])})
+
+
+class PurgingDatabaseStrategy(DatabaseStrategy[User, uuid.UUID, AccessToken]):
+    """FastAPI Users' database strategy on hashed tokens, which records where a session began
+    (user agent, client address) and, when it stores a new token, deletes the user's ended
+    sessions (cookie and refresh, in the same commit), so the tables do not grow with every
+    login."""
+
+    def __init__(
+        self,
+        session: AsyncSession,
+        config: AuthConfig,
+        request: Request | None = None,
+    ) -> None:
+        super().__init__(
+            HashingAccessTokenDatabase(session, AccessToken), config.cookie_token_lifetime_seconds
+        )
         self.session = session
-        self.lifetime = timedelta(seconds=lifetime_seconds)
+        self.sessions = Sessions(config)
+        self.request = request
 
     async def write_token(self, user: User) -> str:
-        columns = AccessToken.__table__.c
-        await self.session.execute(
-            delete(AccessToken).where(
-                columns.user_id == user.id,
-                columns.created_at < datetime.now(UTC) - self.lifetime,
-            )
+        # FastAPI Users' write_token, returning the token rather than the stored row's
+        # (hashed) one.
+        now = self.sessions.clock()
+        await self.sessions.purge_user(self.session, user.id, now)
+        access_token_dict = self._create_access_token_dict(user)
+        await self.database.create(
+            {
+                **access_token_dict,
+                "created_at": now,
+                "last_used_at": now,
+                **Origin.of(self.request).values(),
+            }
         )
-        return await super().write_token(user)
+        token: str = access_token_dict["token"]
+        return token
 
 
 def jwt_strategy(config: AuthConfig) -> RequiredClaimsJWTStrategy:
@@ -105,8 +155,10 @@ class DocumentedBearerTransport(BearerTransport):
         return {204: {"description": "Logged out (a JWT stays valid until it expires)."}}
 
 
-def database_strategy(config: AuthConfig, session: AsyncSession) -> PurgingDatabaseStrategy:
-    return PurgingDatabaseStrategy(session, config.cookie_token_lifetime_seconds)
+def database_strategy(
+    config: AuthConfig, session: AsyncSession, request: Request | None = None
+) -> PurgingDatabaseStrategy:
+    return PurgingDatabaseStrategy(session, config, request)
 
 
 def build_backends(
@@ -122,8 +174,10 @@ def build_backends(
 
     # A plain function (not a generator), so that it may depend on the function-scoped
     # session, which commits before the response is sent.
-    async def get_database_strategy(session: SessionDep) -> PurgingDatabaseStrategy:
-        return database_strategy(config, session)
+    async def get_database_strategy(
+        request: Request, session: SessionDep
+    ) -> PurgingDatabaseStrategy:
+        return database_strategy(config, session, request)
 
     jwt_backend = AuthenticationBackend[User, uuid.UUID](
         name="jwt",

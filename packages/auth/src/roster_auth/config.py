@@ -127,11 +127,27 @@ class AuthConfig:
     # taking the event loop from everyone else (`roster_auth.guard`). Below `Retry-After`.
     refusal_pause_seconds: float = 0.5
     throttle: ThrottleConfig = field(default_factory=ThrottleConfig)
+    # Refresh tokens (bearer clients): a family per login, rotated at every refresh. A family
+    # ends `refresh_token_lifetime_seconds` after its login whatever its use, and earlier when
+    # no refresh came for `refresh_token_idle_seconds` (a week: a client used weekly stays
+    # signed in for the whole lifetime; a lost device's tokens die within a week).
+    refresh_token_lifetime_seconds: int = 30 * 24 * 3600
+    refresh_token_idle_seconds: int = 7 * 24 * 3600
+    # A cookie session's `last_used_at` is written at most this often (by the current-user
+    # statement itself, no statement more), so the listing is that precise and most requests
+    # write nothing.
+    session_touch_interval_seconds: int = 5 * 60
+    # The time that sessions (cookies and refresh tokens) are created, used and expire in;
+    # tests pass their own.
+    clock: Callable[[], datetime] = utc_now
 
     def __post_init__(self) -> None:
         lifetimes = {
             "access_token_lifetime_seconds": self.access_token_lifetime_seconds,
             "cookie_token_lifetime_seconds": self.cookie_token_lifetime_seconds,
+            "refresh_token_lifetime_seconds": self.refresh_token_lifetime_seconds,
+            "refresh_token_idle_seconds": self.refresh_token_idle_seconds,
+            "session_touch_interval_seconds": self.session_touch_interval_seconds,
             "reset_password_token_lifetime_seconds": self.reset_password_token_lifetime_seconds,
             "verify_token_lifetime_seconds": self.verify_token_lifetime_seconds,
         }

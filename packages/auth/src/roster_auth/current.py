@@ -8,8 +8,12 @@ the user's row comes from one Core statement, built once from the models' tables
 application's `Reader` (AUTOCOMMIT: one round trip):
 
 - a bearer JWT: the strategy checks the signature and the claims, then the row by id;
-- the cookie: the stored token and its user in one statement (a token older than the backend's
-  lifetime is no token).
+- the cookie: the stored token (its SHA-256 digest, computed here) and its user in one
+  statement (a token older than the backend's lifetime is no token), which also writes the
+  session's `last_used_at` when it is older than the touch interval (5 minutes by default).
+
+A JWT never costs a read of the session tables: a refresh-token family that is revoked leaves
+the access tokens it issued valid until they expire (15 minutes by default).
 
 Nothing is cached but the statements: every request reads the row afresh, so a deactivation or
 a password change (which deletes the stored tokens in the same commit) counts from the next
@@ -20,26 +24,46 @@ request on. The answers are FastAPI Users': 401 without a valid token or for an 
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Final
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Final, cast
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security.base import SecurityBase
-from sqlalchemy import Row, bindparam, func, select
+from sqlalchemy import Row, Table, bindparam, func, select, update
 from sqlalchemy.orm import make_transient_to_detached
 
 from roster_auth.backends import RequiredClaimsJWTStrategy
+from roster_auth.config import utc_now
 from roster_auth.models import AccessToken, User
+from roster_auth.sessions import token_digest
 from roster_db import reader_of
 
-USERS: Final = User.__table__
-TOKENS: Final = AccessToken.__table__
+USERS: Final = cast(Table, User.__table__)
+TOKENS: Final = cast(Table, AccessToken.__table__)
 
 USER_BY_ID: Final = select(USERS).where(USERS.c.id == bindparam("user_id"))
+# The cookie's session's `last_used_at`, written by the same statement that reads the user,
+# at most once per touch interval (`touch_before`): no statement more, and most requests write
+# nothing. The SELECT sees the row as it was before (one snapshot for the whole statement).
+_TOUCH_COOKIE: Final = (
+    update(TOKENS)
+    .values(last_used_at=bindparam("now", type_=TOKENS.c.last_used_at.type))
+    .where(
+        TOKENS.c.token == bindparam("token_hash", type_=TOKENS.c.token.type),
+        TOKENS.c.created_at >= bindparam("not_before", type_=TOKENS.c.created_at.type),
+        TOKENS.c.last_used_at < bindparam("touch_before", type_=TOKENS.c.last_used_at.type),
+    )
+    .returning(TOKENS.c.id)
+    .cte("touched")
+)
 USER_BY_TOKEN: Final = (
     select(USERS)
     .join(TOKENS, TOKENS.c.user_id == USERS.c.id)
-    .where(TOKENS.c.token == bindparam("token"), TOKENS.c.created_at >= bindparam("not_before"))
+    .where(
+        TOKENS.c.token == bindparam("token_hash", type_=TOKENS.c.token.type),
+        TOKENS.c.created_at >= bindparam("not_before", type_=TOKENS.c.created_at.type),
+    )
+    .add_cte(_TOUCH_COOKIE)
 )
 
 
@@ -77,9 +101,9 @@ class Credentials:
     not_before: datetime
 
     def parameters(self) -> dict[str, object]:
-        """`CALLER`'s parameters."""
+        """`CALLER`'s parameters (the stored token is the cookie token's digest)."""
         return {
-            "caller_token": self.token,
+            "caller_token": None if self.token is None else token_digest(self.token),
             "caller_not_before": self.not_before,
             "caller_jwt_user_id": self.jwt_user_id,
         }
@@ -96,10 +120,17 @@ class CredentialSources:
     bearer_scheme: SecurityBase
     cookie_scheme: SecurityBase
     cookie_lifetime_seconds: int
+    # How often a cookie session's `last_used_at` is written, at most.
+    touch_interval_seconds: int = 5 * 60
+    clock: Callable[[], datetime] = utc_now
 
     @property
     def cookie_lifetime(self) -> timedelta:
         return timedelta(seconds=self.cookie_lifetime_seconds)
+
+    @property
+    def touch_interval(self) -> timedelta:
+        return timedelta(seconds=self.touch_interval_seconds)
 
 
 def not_authenticated() -> HTTPException:
@@ -114,7 +145,11 @@ def credentials_dependency(sources: CredentialSources) -> CredentialsDependency:
     """The request's credentials, for a route that reads the caller's row in its own statement
     (`CALLER`), or a 401 when it has neither a cookie nor a valid JWT. The statement must
     answer 401 too when `CALLER` finds no row or an inactive user."""
-    jwt_strategy, cookie_lifetime = sources.jwt_strategy, sources.cookie_lifetime
+    jwt_strategy, cookie_lifetime, clock = (
+        sources.jwt_strategy,
+        sources.cookie_lifetime,
+        sources.clock,
+    )
 
     async def current_credentials(
         cookie_token: Annotated[str | None, Depends(sources.cookie_scheme)],
@@ -123,7 +158,7 @@ def credentials_dependency(sources: CredentialSources) -> CredentialsDependency:
         jwt_user_id = None if bearer_token is None else jwt_strategy.user_id_of(bearer_token)
         if cookie_token is None and jwt_user_id is None:
             raise not_authenticated()
-        return Credentials(cookie_token, jwt_user_id, datetime.now(UTC) - cookie_lifetime)
+        return Credentials(cookie_token, jwt_user_id, clock() - cookie_lifetime)
 
     return current_credentials
 
@@ -146,7 +181,12 @@ def current_user_row_dependency(
 ) -> CurrentUserRowDependency:
     """The active user's row (a superuser's, with `superuser`), or FastAPI Users' 401 (403):
     for a route that only shows the user (`GET /users/me`), which needs no `User` object."""
-    jwt_strategy, cookie_lifetime = sources.jwt_strategy, sources.cookie_lifetime
+    jwt_strategy, cookie_lifetime, touch_interval, clock = (
+        sources.jwt_strategy,
+        sources.cookie_lifetime,
+        sources.touch_interval,
+        sources.clock,
+    )
 
     # The reader is taken from the request, not as a dependency of its own: every dependency
     # FastAPI solves costs a few percent of a request this short.
@@ -158,9 +198,15 @@ def current_user_row_dependency(
         reader = reader_of(request)
         rows: Sequence[Row[Any]] = ()
         if cookie_token is not None:
-            not_before = datetime.now(UTC) - cookie_lifetime
+            now = clock()
             rows = await reader.all(
-                USER_BY_TOKEN, {"token": cookie_token, "not_before": not_before}
+                USER_BY_TOKEN,
+                {
+                    "token_hash": token_digest(cookie_token),
+                    "not_before": now - cookie_lifetime,
+                    "now": now,
+                    "touch_before": now - touch_interval,
+                },
             )
         if not rows and bearer_token is not None:
             user_id = jwt_strategy.user_id_of(bearer_token)

@@ -5,8 +5,10 @@ The adapter commits by itself. Two things have to happen inside those commits:
 - a unique violation of the lower-cased email (two registrations racing, an email change
   colliding) becomes FastAPI Users' `UserAlreadyExists` (a 400), never a 500, and the session
   is rolled back so the request can still answer;
-- a new password or a deactivation deletes the user's stored access tokens in the same
-  transaction, so there is no moment where the password changed but old sessions still work;
+- a new password (a change or a reset) or a deactivation ends every session of the user in
+  the same transaction: its cookie sessions are deleted and its refresh-token families
+  revoked, so there is no moment where the password changed but old sessions still work. A
+  deletion takes both with the user's row (ON DELETE CASCADE);
 - every change the audit trail records (roster_db.audit: `user.registered`, `user.verified`,
   `user.password_changed`, `user.password_reset`, `user.email_changed`, `user.deactivated`,
   `user.made_superuser`, `user.deleted`) is written to the session before the adapter's
@@ -24,10 +26,11 @@ from typing import Any, Final
 
 from fastapi_users.exceptions import UserAlreadyExists
 from fastapi_users_db_sqlalchemy import SQLAlchemyUserDatabase
-from sqlalchemy import String, bindparam, delete, func, insert, select
+from sqlalchemy import String, bindparam, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from roster_auth.models import EMAIL_UNIQUE_INDEX, AccessToken, User
+from roster_auth.models import EMAIL_UNIQUE_INDEX, User
+from roster_auth.sessions import revoke_all_sessions
 from roster_db import constraint_name_of, is_unique_violation
 from roster_db.audit import (
     INSERT_EVENT,
@@ -137,8 +140,7 @@ class RosterUserDatabase(SQLAlchemyUserDatabase[User, uuid.UUID]):
     async def update(self, user: User, update_dict: dict[str, Any]) -> User:
         await self._record(user.id, self._update_events(user, update_dict))
         if self._revokes_tokens(update_dict):
-            owner = AccessToken.__table__.c.user_id
-            await self.session.execute(delete(AccessToken).where(owner == user.id))
+            await revoke_all_sessions(self.session, user.id)
         try:
             return await super().update(user, update_dict)
         except IntegrityError as error:

@@ -1,13 +1,27 @@
-"""Users and their stored access tokens: plain SQLAlchemy models, as FastAPI Users requires,
-on roster-db's shared registry (so SQLModel models elsewhere can relate to them); and the
-throttle's counters."""
+"""Users and their sessions (the cookie backend's stored tokens, the bearer clients' refresh
+token families): plain SQLAlchemy models, as FastAPI Users requires, on roster-db's shared
+registry (so SQLModel models elsewhere can relate to them); and the throttle's counters.
 
+No token is stored: only its SHA-256 digest (hex), which a random token of 256 bits needs no
+salt or stretching for."""
+
+import uuid
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from fastapi_users_db_sqlalchemy import SQLAlchemyBaseUserTableUUID
 from fastapi_users_db_sqlalchemy.access_token import SQLAlchemyBaseAccessTokenTableUUID
-from sqlalchemy import CheckConstraint, DateTime, Index, Integer, LargeBinary, String, func
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Uuid,
+    func,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from roster_db import Base
@@ -39,14 +53,89 @@ class User(SQLAlchemyBaseUserTableUUID, Base):
         return f"User(id={self.id!s}, email={self.email!r})"
 
 
+TOKEN_DIGEST_LENGTH: Final = 64  # SHA-256, hex
+USER_AGENT_MAX_LENGTH: Final = 512
+CLIENT_ADDRESS_MAX_LENGTH: Final = 255
+
+
 class AccessToken(SQLAlchemyBaseAccessTokenTableUUID, Base):
-    """A token of the database strategy (cookie backend): deleting the row revokes it."""
+    """A session of the database strategy (cookie backend): deleting the row revokes it.
+
+    `token` holds the SHA-256 digest of the cookie's token (the cookie carries the token);
+    `id` names the session in the session routes, and is neither."""
+
+    if TYPE_CHECKING:
+        token: str
+    else:
+        token: Mapped[str] = mapped_column(String(TOKEN_DIGEST_LENGTH), primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, nullable=False, unique=True, server_default=func.gen_random_uuid()
+    )
+    # Written at most every `AuthConfig.session_touch_interval_seconds`.
+    last_used_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+    # As seen when the session began.
+    user_agent: Mapped[str | None] = mapped_column(String(USER_AGENT_MAX_LENGTH))
+    client_address: Mapped[str | None] = mapped_column(String(CLIENT_ADDRESS_MAX_LENGTH))
 
     # Revoking every token of a user (password change) looks them up by user.
-    __table_args__ = (Index("ix_accesstoken_user_id", "user_id"),)
+    __table_args__ = (
+        Index("ix_accesstoken_user_id", "user_id"),
+        CheckConstraint(f"length(token) = {TOKEN_DIGEST_LENGTH}", name="token_is_a_digest"),
+    )
 
     def __repr__(self) -> str:
-        return f"AccessToken(user_id={self.user_id!s})"
+        return f"AccessToken(id={self.id!s}, user_id={self.user_id!s})"
+
+
+class RefreshTokenFamily(Base):
+    """The refresh tokens of one login (a bearer client's session): each refresh rotates the
+    token, so a family is a chain of tokens of which only the newest is usable.
+
+    It ends at `expires_at` (the login plus the lifetime), when its newest token has waited
+    longer than the idle timeout (`last_used_at`, the time of the last rotation, says when), or
+    when it is revoked (logout, the session ended, a password change, a reuse of a rotated
+    token); ended families are kept until purged, so a late token of theirs is still known."""
+
+    __tablename__ = "refresh_token_family"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("user.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    last_used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    user_agent: Mapped[str | None] = mapped_column(String(USER_AGENT_MAX_LENGTH))
+    client_address: Mapped[str | None] = mapped_column(String(CLIENT_ADDRESS_MAX_LENGTH))
+
+    def __repr__(self) -> str:
+        return f"RefreshTokenFamily(id={self.id!s}, user_id={self.user_id!s})"
+
+
+class RefreshToken(Base):
+    """One refresh token of a family, by the SHA-256 digest of the token. `used_at` is set
+    when it is exchanged for the next one; presenting it again then revokes the family."""
+
+    __tablename__ = "refresh_token"
+
+    token_hash: Mapped[str] = mapped_column(String(TOKEN_DIGEST_LENGTH), primary_key=True)
+    family_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("refresh_token_family.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint(
+            f"length(token_hash) = {TOKEN_DIGEST_LENGTH}", name="token_hash_is_a_digest"
+        ),
+    )
+
+    def __repr__(self) -> str:
+        return f"RefreshToken(family_id={self.family_id!s})"
 
 
 THROTTLE_SUBJECT_DIGEST_SIZE = 32  # HMAC-SHA256

@@ -1,14 +1,15 @@
-"""What the API reads and writes about users."""
+"""What the API reads and writes about users, their tokens and their sessions."""
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 from fastapi_users import schemas
-from pydantic import Field, StrictBool, StringConstraints, model_validator
+from pydantic import BaseModel, Field, StrictBool, StringConstraints, model_validator
 
 from roster_auth.models import DISPLAY_NAME_MAX_LENGTH
 from roster_auth.password import MAX_PASSWORD_LENGTH, MAX_RAW_PASSWORD_LENGTH
+from roster_auth.sessions import REFRESH_TOKEN_MAX_LENGTH
 from roster_db.text import SingleLine
 
 DisplayName = Annotated[str, SingleLine(max_length=DISPLAY_NAME_MAX_LENGTH)]
@@ -96,3 +97,42 @@ class UserUpdateMe(UserUpdate):
         # A proof, not a change: never written to the user.
         update.pop("current_password", None)
         return update
+
+
+class TokenResponse(BaseModel):
+    """An OAuth 2.0 token response (RFC 6749, section 5.1): `POST /auth/jwt/login` and
+    `POST /auth/jwt/refresh`."""
+
+    access_token: str = Field(description="A bearer JWT for the `Authorization` header.")
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth token type
+    expires_in: int = Field(description="Seconds until the access token expires.")
+    refresh_token: str = Field(
+        description="Exchange it at `POST /auth/jwt/refresh` for the next pair; it works once."
+    )
+
+
+class RefreshTokenBody(BaseModel):
+    """A refresh token, as the last token response gave it."""
+
+    refresh_token: Annotated[
+        str, StringConstraints(min_length=1, max_length=REFRESH_TOKEN_MAX_LENGTH)
+    ]
+
+
+class SessionRead(BaseModel):
+    """A place where the user is signed in: a cookie session (a browser) or a refresh-token
+    family (a bearer client's login, renewed by each refresh)."""
+
+    id: uuid.UUID = Field(description="Names the session in the session routes only.")
+    kind: Literal["cookie", "refresh"]
+    created_at: datetime
+    last_used_at: datetime = Field(
+        description="The last refresh; for a cookie, within 5 minutes of its last request."
+    )
+    expires_at: datetime = Field(
+        description="When it ends unless used again: a cookie's lifetime, or a family's "
+        "lifetime or idle timeout, whichever comes first."
+    )
+    user_agent: str | None = Field(description="As sent when the session began.")
+    client_address: str | None = Field(description="As seen when the session began.")
+    current: bool = Field(description="Whether this request comes from this session.")

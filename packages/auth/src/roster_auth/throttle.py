@@ -75,17 +75,27 @@ def subject_key(secret: Secret) -> bytes:
     return hmac.new(secret_value(secret).encode(), _SUBJECT_KEY_LABEL, hashlib.sha256).digest()
 
 
-def client_address(request: Request) -> str:
-    """The address the throttle counts for this request: the socket's peer (or what a
-    trusted proxy forwarded, when the server is configured to believe it), IPv6 by /64."""
+def peer_address(request: Request) -> str:
+    """The request's client address: the socket's peer (or what a trusted proxy forwarded,
+    when the server is configured to believe it), an IPv4-mapped IPv6 address as IPv4."""
     host = request.client.host if request.client is not None else ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host  # not an IP (a Unix socket, a test client): as given
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
+def client_address(request: Request) -> str:
+    """The address the throttle counts for this request: `peer_address`, IPv6 by /64."""
+    host = peer_address(request)
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
         return host  # not an IP (a Unix socket, a test client): counted as given
     if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
         return str(ipaddress.IPv6Network((address, _IPV6_CLIENT_PREFIX), strict=False))
     return str(address)
 

@@ -12,7 +12,7 @@ from pydantic import SecretStr, ValidationError
 
 from roster_api.app import build_auth_config
 from roster_api.settings import Settings
-from roster_auth import RosterAuth, UserCreate
+from roster_auth import Pruned, RosterAuth, UserCreate, prune_sessions
 from roster_db import create_sessionmaker, one_off_engine, session_scope
 
 
@@ -68,4 +68,11 @@ async def create_or_promote_superuser(
         return SuperuserOutcome(SuperuserOutcome.Kind.CREATED, user.email)
 
 
-__all__ = ["SuperuserOutcome", "create_or_promote_superuser"]
+async def prune_ended_sessions(settings: Settings, database_url: str) -> Pruned:
+    """Delete every ended session (expired cookie tokens; refresh-token families revoked,
+    expired or idle), in one transaction."""
+    async with one_off_engine(database_url) as engine, engine.begin() as connection:
+        return await prune_sessions(connection, build_auth_config(settings))
+
+
+__all__ = ["SuperuserOutcome", "create_or_promote_superuser", "prune_ended_sessions"]

@@ -89,6 +89,8 @@ def build_auth_config(settings: Settings) -> AuthConfig:
         verify_secret=settings.secret("verify_secret"),
         access_token_lifetime_seconds=settings.access_token_lifetime_seconds,
         cookie_token_lifetime_seconds=settings.cookie_token_lifetime_seconds,
+        refresh_token_lifetime_seconds=settings.refresh_token_lifetime_seconds,
+        refresh_token_idle_seconds=settings.refresh_token_idle_seconds,
         cookie_secure=settings.cookie_secure,
         cookie_samesite=settings.cookie_samesite,
         registration_enabled=settings.registration_enabled,

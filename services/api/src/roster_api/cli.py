@@ -1,4 +1,4 @@
-"""The `roster` command: serve, migrate, create-superuser, seed, audit prune.
+"""The `roster` command: serve, migrate, create-superuser, seed, audit prune, sessions prune.
 
 Without ROSTER_DATABASE_URL every command uses the embedded Postgres whose data lives in the
 project's `.roster/` folder (development only), so `uv run roster serve` is all a fresh
@@ -24,7 +24,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from roster_api import migrations, seed
-from roster_api.accounts import SuperuserOutcome, create_or_promote_superuser
+from roster_api.accounts import (
+    SuperuserOutcome,
+    create_or_promote_superuser,
+    prune_ended_sessions,
+)
 from roster_api.database import database_url_for, display_url
 from roster_api.logging import configure_logging
 from roster_api.settings import PRODUCTION_REFUSAL, Settings, load_settings, variable_name
@@ -54,6 +58,12 @@ audit_cli = typer.Typer(
     no_args_is_help=True,
 )
 cli.add_typer(audit_cli, name="audit")
+
+sessions_cli = typer.Typer(
+    help="Maintain the stored sessions (cookie sessions, refresh-token families).",
+    no_args_is_help=True,
+)
+cli.add_typer(sessions_cli, name="sessions")
 
 T = TypeVar("T")
 
@@ -275,6 +285,23 @@ def migrate_history() -> None:
         label = f"{info.revision} (head)" if info.is_head else info.revision
         table.add_row(label, info.down_revision or "-", info.message)
     console.print(table)
+
+
+@sessions_cli.command("prune")
+def sessions_prune() -> None:
+    """Delete ended sessions: cookie sessions past their lifetime, refresh-token families
+    revoked, past their lifetime or idle too long (logins also delete their user's own). Safe
+    to run at any time, from cron for example."""
+    settings = settings_or_exit()
+    with database(settings, migrate_embedded=False) as url:
+        require_migrated(settings, url)
+        pruned = run(prune_ended_sessions(settings, url))
+    console.print(
+        f"Deleted {pruned.cookie_sessions} ended cookie session(s) and "
+        f"{pruned.refresh_families} ended refresh-token famil"
+        f"{'y' if pruned.refresh_families == 1 else 'ies'}.",
+        highlight=False,
+    )
 
 
 def _value_or_prompt(given: str | None, configured: str | None, prompt: Callable[[], str]) -> str:

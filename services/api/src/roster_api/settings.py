@@ -151,6 +151,10 @@ class Settings(BaseSettings):
     verify_secret: SecretStr | None = None
     access_token_lifetime_seconds: int = Field(default=15 * 60, gt=0)
     cookie_token_lifetime_seconds: int = Field(default=14 * 24 * 3600, gt=0)
+    # Bearer clients' refresh tokens: a session's lifetime from its login, and how long its
+    # newest token may wait unused (roster_auth.sessions).
+    refresh_token_lifetime_seconds: int = Field(default=30 * 24 * 3600, gt=0)
+    refresh_token_idle_seconds: int = Field(default=7 * 24 * 3600, gt=0)
     cookie_secure: bool = True
     cookie_samesite: Literal["lax", "strict", "none"] = "lax"
     registration_enabled: bool = True
