@@ -48,7 +48,6 @@ from typing import Annotated, Any, Final, Protocol
 from fastapi import Depends, Query, Request
 from pydantic import AfterValidator, BaseModel, ConfigDict
 from sqlalchemy import (
-    DDL,
     BigInteger,
     CheckConstraint,
     Column,
@@ -63,7 +62,6 @@ from sqlalchemy import (
     Uuid,
     bindparam,
     delete,
-    event,
     func,
     insert,
     select,
@@ -72,7 +70,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from roster_db.base import metadata
+from roster_db.base import create_with_table, metadata
 
 
 class AuditAction(enum.StrEnum):
@@ -176,18 +174,7 @@ DROP_APPEND_ONLY_SQL: Final[tuple[str, ...]] = (
 
 # `metadata.create_all` (tests) installs the trigger with the table; the migration runs the
 # same statements (autogenerate does not see triggers).
-for _statement in CREATE_APPEND_ONLY_SQL:
-    event.listen(
-        audit_event,
-        "after_create",
-        DDL(_statement).execute_if(dialect="postgresql"),  # type: ignore[no-untyped-call]
-    )
-for _statement in DROP_APPEND_ONLY_SQL:
-    event.listen(
-        audit_event,
-        "before_drop",
-        DDL(_statement).execute_if(dialect="postgresql"),  # type: ignore[no-untyped-call]
-    )
+create_with_table(audit_event, CREATE_APPEND_ONLY_SQL, DROP_APPEND_ONLY_SQL)
 
 
 # -- writing --------------------------------------------------------------------------------
