@@ -148,7 +148,24 @@ def urlencoded_problem(encoded: bytes, location: str) -> InputProblem | None:
     return InputProblem("string_nul", [location], NUL_MESSAGE)
 
 
-class RequestInputMiddleware:
+class HttpMiddleware:
+    """A pure ASGI middleware that handles HTTP requests (`handle`) and passes anything else
+    (lifespan, websockets) straight to the application."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        await self.handle(scope, receive, send)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class RequestInputMiddleware(HttpMiddleware):
     """Refuses, before any route sees it, input that no route can store or answer about.
 
     - 413 for a body larger than `max_body_size`: a declared `Content-Length` is refused before
@@ -167,13 +184,10 @@ class RequestInputMiddleware:
     costs every request."""
 
     def __init__(self, app: ASGIApp, max_body_size: int) -> None:
-        self.app = app
+        super().__init__(app)
         self.max_body_size = max_body_size
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         problem = self._target_problem(scope)
         if problem is not None:
             await problem.response()(scope, receive, send)
@@ -283,14 +297,8 @@ class ResponseWatch:
         await self._send(message)
 
 
-class ErrorResponseMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+class ErrorResponseMiddleware(HttpMiddleware):
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         watch = ResponseWatch(send)
         try:
             await self.app(scope, receive, watch.send)
@@ -302,14 +310,8 @@ class ErrorResponseMiddleware:
             await response(scope, receive, send)
 
 
-class AccessLogMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+class AccessLogMiddleware(HttpMiddleware):
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         watch = ResponseWatch(send)
         try:
