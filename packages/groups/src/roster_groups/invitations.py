@@ -100,6 +100,7 @@ from roster_groups.service import (
     authorize,
     insert_membership,
     listing_access,
+    listing_caller_columns,
 )
 
 INVITATIONS: Final = GroupInvitation.__table__  # type: ignore[attr-defined]
@@ -556,10 +557,7 @@ def _group_invitations_statement(status: InvitationStatus | None) -> SaSelect[An
     )
     return (
         sa_select(
-            CALLER.c.is_active.label(LISTING_CALLER_ACTIVE),
-            CALLER.c.is_superuser.label(LISTING_CALLER_SUPERUSER),
-            allowed.c.group_id.label(LISTING_GROUP_ID),
-            allowed.c.role.label(LISTING_CALLER_ROLE),
+            *listing_caller_columns(allowed, with_superuser=True),
             counted.c[LISTING_TOTAL],
             *(column for column in page.c if column.key not in (_PAGE_CREATED_AT,)),
         )

@@ -378,6 +378,19 @@ def listing_access(group_id: ColumnElement[Any]) -> Lateral:
     )
 
 
+def listing_caller_columns(allowed: Lateral, *, with_superuser: bool) -> list[ColumnElement[Any]]:
+    """The columns that open each row of a listing: whether the caller is active (and a
+    superuser), and what `listing_access` found: the group, the caller's role in it."""
+    columns = [CALLER.c.is_active.label(LISTING_CALLER_ACTIVE)]
+    if with_superuser:
+        columns.append(CALLER.c.is_superuser.label(LISTING_CALLER_SUPERUSER))
+    return [
+        *columns,
+        allowed.c.group_id.label(LISTING_GROUP_ID),
+        allowed.c.role.label(LISTING_CALLER_ROLE),
+    ]
+
+
 @dataclass(frozen=True)
 class Listing:
     """A page of a listing as the database returned it: items keyed by the response schema's
@@ -422,9 +435,7 @@ def _listing_statement(
     )
     return (
         sa_select(
-            CALLER.c.is_active.label(LISTING_CALLER_ACTIVE),
-            allowed.c.group_id.label(LISTING_GROUP_ID),
-            allowed.c.role.label(LISTING_CALLER_ROLE),
+            *listing_caller_columns(allowed, with_superuser=False),
             counted.c[LISTING_TOTAL],
             *(column for column in page.c if column.key not in (_PAGE_JOINED_AT, _PAGE_USER_ID)),
             page.c[_PAGE_USER_ID],
@@ -562,10 +573,7 @@ def _group_events_statement(*, after_cursor: bool) -> SaSelect[Any]:
     )
     return (
         sa_select(
-            CALLER.c.is_active.label(LISTING_CALLER_ACTIVE),
-            CALLER.c.is_superuser.label(LISTING_CALLER_SUPERUSER),
-            allowed.c.group_id.label(LISTING_GROUP_ID),
-            allowed.c.role.label(LISTING_CALLER_ROLE),
+            *listing_caller_columns(allowed, with_superuser=True),
             *page.c,
         )
         .select_from(CALLER.outerjoin(allowed, true()).outerjoin(page, true()))
@@ -840,6 +848,7 @@ __all__ = [
     "list_members",
     "list_users",
     "listing_access",
+    "listing_caller_columns",
     "remove_member",
     "role_at_least",
     "update_group",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, cast
 
@@ -112,10 +112,9 @@ class SeedReport:
     def tallies(self) -> dict[str, Tally]:
         """Each kind of row by name, in the order they are written."""
         return {
-            "users": self.users,
-            "groups": self.groups,
-            "memberships": self.memberships,
-            "invitations": self.invitations,
+            each.name: tally
+            for each in fields(self)
+            if isinstance(tally := getattr(self, each.name), Tally)
         }
 
 
