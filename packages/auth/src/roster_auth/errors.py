@@ -14,6 +14,15 @@ PASSWORD_HASHING_BUSY: Final = "PASSWORD_HASHING_BUSY"  # noqa: S105 (an error c
 TOO_MANY_REQUESTS: Final = "TOO_MANY_REQUESTS"
 
 
+def bad_request(code: str, reason: str | None = None) -> HTTPException:
+    """FastAPI Users' 400 answer: `{"detail": CODE}`, or `{"detail": {"code": CODE, "reason":
+    REASON}}` when the code comes with a reason (a password refused, and why)."""
+    return HTTPException(
+        status.HTTP_400_BAD_REQUEST,
+        detail=code if reason is None else {"code": code, "reason": reason},
+    )
+
+
 def retry_after_header(seconds: float) -> dict[str, str]:
     """`Retry-After` in whole seconds, at least 1 (RFC 9110 allows no fractions)."""
     return {"Retry-After": str(max(1, math.ceil(seconds)))}
@@ -91,5 +100,6 @@ __all__ = [
     "PasswordHashingBusyError",
     "RetryLaterError",
     "TooManyRequestsError",
+    "bad_request",
     "retry_later_responses",
 ]

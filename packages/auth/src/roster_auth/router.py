@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Callable
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.routing import APIRoute
 from fastapi_users import FastAPIUsers, exceptions
 from fastapi_users.router.common import ErrorCode, ErrorModel
@@ -14,7 +14,7 @@ from sqlalchemy import Row
 
 from roster_auth.current import CurrentUserRowDependency
 from roster_auth.dependencies import UserDependency, UserManagerDependency
-from roster_auth.errors import retry_later_responses
+from roster_auth.errors import bad_request, retry_later_responses
 from roster_auth.manager import (
     InvalidCurrentPasswordException,
     UserManager,
@@ -88,14 +88,9 @@ def build_admin_router(
         try:
             user = await user_manager.create(user_create, safe=False, request=request)
         except exceptions.UserAlreadyExists as error:
-            raise HTTPException(
-                status.HTTP_400_BAD_REQUEST, detail=ErrorCode.REGISTER_USER_ALREADY_EXISTS
-            ) from error
+            raise bad_request(ErrorCode.REGISTER_USER_ALREADY_EXISTS) from error
         except exceptions.InvalidPasswordException as error:
-            raise HTTPException(
-                status.HTTP_400_BAD_REQUEST,
-                detail={"code": ErrorCode.REGISTER_INVALID_PASSWORD, "reason": error.reason},
-            ) from error
+            raise bad_request(ErrorCode.REGISTER_INVALID_PASSWORD, error.reason) from error
         return UserRead.model_validate(user)
 
     return router
@@ -179,19 +174,11 @@ def build_users_router(
         try:
             user = await user_manager.update(user_update, user, safe=True, request=request)
         except InvalidCurrentPasswordException as error:
-            raise HTTPException(
-                status.HTTP_400_BAD_REQUEST,
-                detail=_reason(UPDATE_USER_BAD_CURRENT_PASSWORD, error.reason),
-            ) from error
+            raise bad_request(UPDATE_USER_BAD_CURRENT_PASSWORD, error.reason) from error
         except exceptions.InvalidPasswordException as error:
-            raise HTTPException(
-                status.HTTP_400_BAD_REQUEST,
-                detail=_reason(ErrorCode.UPDATE_USER_INVALID_PASSWORD, error.reason),
-            ) from error
+            raise bad_request(ErrorCode.UPDATE_USER_INVALID_PASSWORD, error.reason) from error
         except exceptions.UserAlreadyExists as error:
-            raise HTTPException(
-                status.HTTP_400_BAD_REQUEST, detail=ErrorCode.UPDATE_USER_EMAIL_ALREADY_EXISTS
-            ) from error
+            raise bad_request(ErrorCode.UPDATE_USER_EMAIL_ALREADY_EXISTS) from error
         return UserRead.model_validate(user)
 
     @own.get(
