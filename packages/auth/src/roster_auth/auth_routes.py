@@ -307,6 +307,21 @@ def build_bearer_router(
     return router
 
 
+async def create_account(
+    user_manager: UserManager, user_create: UserCreate, *, safe: bool, request: Request
+) -> UserRead:
+    """`user_manager.create`, answered as FastAPI Users' register route answers: 400
+    `REGISTER_USER_ALREADY_EXISTS`, or `REGISTER_INVALID_PASSWORD` with the reason. `safe`
+    ignores the superuser and verified flags of the body (registration)."""
+    try:
+        user = await user_manager.create(user_create, safe=safe, request=request)
+    except exceptions.UserAlreadyExists as error:
+        raise bad_request(ErrorCode.REGISTER_USER_ALREADY_EXISTS) from error
+    except exceptions.InvalidPasswordException as error:
+        raise bad_request(ErrorCode.REGISTER_INVALID_PASSWORD, error.reason) from error
+    return UserRead.model_validate(user)
+
+
 def build_register_router(
     *,
     get_user_manager: UserManagerDependency,
@@ -354,13 +369,7 @@ def build_register_router(
     ) -> UserRead:
         async with hashing_queue.reserve():
             await throttle.count_registration(request, user_create.email)
-            try:
-                created_user = await user_manager.create(user_create, safe=True, request=request)
-            except exceptions.UserAlreadyExists as error:
-                raise bad_request(ErrorCode.REGISTER_USER_ALREADY_EXISTS) from error
-            except exceptions.InvalidPasswordException as error:
-                raise bad_request(ErrorCode.REGISTER_INVALID_PASSWORD, error.reason) from error
-        return UserRead.model_validate(created_user)
+            return await create_account(user_manager, user_create, safe=True, request=request)
 
     return router
 
@@ -480,5 +489,6 @@ __all__ = [
     "build_register_router",
     "build_reset_password_router",
     "build_verify_router",
+    "create_account",
     "login_form_class",
 ]
