@@ -267,16 +267,24 @@ async def prune_events(executor: Executor, before: datetime) -> int:
 
 DEFAULT_EVENT_LIMIT: Final = 50
 MAX_EVENT_LIMIT: Final = 100
-# What a page item holds, in this order (`EventPublic`'s fields).
-EVENT_FIELDS: Final = (
-    "id",
-    "occurred_at",
-    "action",
-    "actor_id",
-    "group_id",
-    "subject_user_id",
-    "details",
-)
+
+
+class EventPublic(BaseModel):
+    """One event of the audit trail."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    occurred_at: datetime
+    action: AuditAction
+    actor_id: uuid.UUID | None
+    group_id: int | None
+    subject_user_id: uuid.UUID | None
+    details: dict[str, Any]
+
+
+# What a page item holds, in this order.
+EVENT_FIELDS: Final = tuple(EventPublic.model_fields)
 CURSOR_MAX_LENGTH: Final = 128
 CURSOR_PATTERN: Final = r"^[A-Za-z0-9_-]+$"
 
@@ -376,20 +384,6 @@ def event_page_of(rows: Sequence[Mapping[Any, Any]], limit: int) -> EventPage:
         last = items[-1]
         next_cursor = encode_cursor(last["occurred_at"], last["id"])
     return EventPage(items, next_cursor)
-
-
-class EventPublic(BaseModel):
-    """One event of the audit trail."""
-
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    occurred_at: datetime
-    action: AuditAction
-    actor_id: uuid.UUID | None
-    group_id: int | None
-    subject_user_id: uuid.UUID | None
-    details: dict[str, Any]
 
 
 class EventsPublic(BaseModel):
