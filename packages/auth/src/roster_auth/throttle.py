@@ -162,17 +162,12 @@ class Throttle:
         """Count a registration attempt, whatever its outcome; raises
         `TooManyRequestsError` when the address or the email is over its limit."""
         config = self.config
-        await self._count_and_refuse(
+        await self._count_address_and_email(
             request,
+            email,
             config.registration_window_seconds,
-            {
-                self._subject(REGISTRATION_ADDRESS, client_address(request)): (
-                    config.registrations_per_address
-                ),
-                self._subject(REGISTRATION_EMAIL, account_name(email)): (
-                    config.registrations_per_email
-                ),
-            },
+            (REGISTRATION_ADDRESS, config.registrations_per_address),
+            (REGISTRATION_EMAIL, config.registrations_per_email),
         )
 
     async def count_mail_request(self, request: Request, email: str) -> None:
@@ -180,14 +175,32 @@ class Throttle:
         request-verify-token), whether or not the address has an account, so that a refusal
         reveals nothing; raises `TooManyRequestsError` over a limit."""
         config = self.config
+        await self._count_address_and_email(
+            request,
+            email,
+            config.mail_window_seconds,
+            (MAIL_ADDRESS, config.mail_requests_per_address),
+            (MAIL_EMAIL, config.mail_requests_per_email),
+        )
+
+    async def _count_address_and_email(
+        self,
+        request: Request,
+        email: str,
+        window_seconds: int,
+        per_address: tuple[str, int],
+        per_email: tuple[str, int],
+    ) -> None:
+        """Count one event for the client's address and for the email's account, each in its
+        scope and against its limit (a pair of scope and limit), in one window."""
+        address_scope, address_limit = per_address
+        email_scope, email_limit = per_email
         await self._count_and_refuse(
             request,
-            config.mail_window_seconds,
+            window_seconds,
             {
-                self._subject(MAIL_ADDRESS, client_address(request)): (
-                    config.mail_requests_per_address
-                ),
-                self._subject(MAIL_EMAIL, account_name(email)): config.mail_requests_per_email,
+                self._subject(address_scope, client_address(request)): address_limit,
+                self._subject(email_scope, account_name(email)): email_limit,
             },
         )
 

@@ -38,12 +38,7 @@ from roster_auth import (
 )
 from roster_db import EngineReader, create_engine, create_sessionmaker
 from roster_db.dependencies import READER_STATE, SESSIONMAKER_STATE
-from roster_groups import (
-    GroupsError,
-    InvitationConfig,
-    create_groups_router,
-    handle_groups_error,
-)
+from roster_groups import InvitationConfig, include_with_groups
 
 logger = logging.getLogger(__name__)
 
@@ -190,16 +185,7 @@ def create_app(
         openapi_tags=TAGS,
         lifespan=lifespan,
     )
-    for router in auth.routers():
-        app.include_router(router)
-    app.include_router(
-        create_groups_router(
-            auth.current_active_user,
-            auth.current_credentials,
-            invitation_config=build_invitation_config(settings, auth.config),
-        )
-    )
-    app.add_exception_handler(GroupsError, handle_groups_error)
+    include_with_groups(app, auth, invitation_config=build_invitation_config(settings, auth.config))
     app.include_router(create_health_router(expected_revision))
     app.state.auth = auth
 
