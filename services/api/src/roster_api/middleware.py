@@ -20,10 +20,9 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from roster_api.errors import (
-    REQUEST_BODY_TOO_LARGE,
-    UNSUPPORTED_MEDIA_TYPE,
     InputProblem,
     RequestBodyTooLargeError,
+    ServiceErrorCode,
     error_response,
     response_for_exception,
 )
@@ -269,14 +268,16 @@ class RequestInputMiddleware(HttpMiddleware):
 
 def _too_large() -> JSONResponse:
     # The rest of the body is never read: the connection cannot be reused.
-    return error_response(413, REQUEST_BODY_TOO_LARGE, headers={"Connection": "close"})
+    return error_response(
+        413, ServiceErrorCode.REQUEST_BODY_TOO_LARGE, headers={"Connection": "close"}
+    )
 
 
 def _unsupported_media_type(media_type: str) -> JSONResponse:
     return error_response(
         415,
         {
-            "code": UNSUPPORTED_MEDIA_TYPE,
+            "code": ServiceErrorCode.UNSUPPORTED_MEDIA_TYPE,
             "reason": f"{media_type} bodies are not accepted: send the media type the "
             "operation declares (application/json, or application/x-www-form-urlencoded "
             "for the login forms)",
