@@ -8,7 +8,7 @@ the other in `relationship()`, and one `metadata` holds every table for Alembic.
 from collections.abc import Iterable
 from typing import Final
 
-from sqlalchemy import DDL, MetaData, Table, event
+from sqlalchemy import DDL, FromClause, MetaData, event
 from sqlalchemy.orm import DeclarativeBase, registry
 from sqlmodel import SQLModel
 
@@ -42,7 +42,7 @@ class SQLModelBase(SQLModel, registry=mapper_registry):
     """Base for SQLModel table models, bound to the shared registry (not SQLModel's default)."""
 
 
-def create_with_table(table: Table, create: Iterable[str], drop: Iterable[str]) -> None:
+def create_with_table(table: FromClause, create: Iterable[str], drop: Iterable[str]) -> None:
     """Run the `create` statements (functions, triggers: what autogenerate does not see) after
     `metadata.create_all` creates `table`, and the `drop` statements before it drops it, on
     Postgres only. The tests build their schema that way; migrations run the same statements."""

@@ -48,7 +48,7 @@ from typing import Any, Final, cast
 from sqlalchemy import (
     Boolean,
     ColumnElement,
-    Lateral,
+    FromClause,
     Table,
     and_,
     bindparam,
@@ -521,7 +521,7 @@ def _status_filter(status: InvitationStatus | None) -> ColumnElement[bool]:
     return is_status
 
 
-def _page_of(invitations: SaSelect[Any]) -> Lateral:
+def _page_of(invitations: SaSelect[Any]) -> FromClause:
     """A page of the selected invitations, newest first; the id breaks ties, so pages never
     overlap or skip."""
     return (

@@ -29,7 +29,7 @@ from sqlalchemy import (
     Boolean,
     ColumnElement,
     Executable,
-    Lateral,
+    FromClause,
     Row,
     Subquery,
     Uuid,
@@ -356,7 +356,7 @@ _PAGE_JOINED_AT: Final = "page_joined_at"
 _PAGE_USER_ID: Final = "page_user_id"
 
 
-def listing_access(group_id: ColumnElement[Any]) -> Lateral:
+def listing_access(group_id: ColumnElement[Any]) -> FromClause:
     """The access check of a group's listings, LATERAL to CALLER: one row (the group's id and
     the caller's role, NULL for a superuser who is not a member) when the group exists and the
     caller, active, is a member of it or a superuser; no row otherwise."""
@@ -378,7 +378,9 @@ def listing_access(group_id: ColumnElement[Any]) -> Lateral:
     )
 
 
-def listing_caller_columns(allowed: Lateral, *, with_superuser: bool) -> list[ColumnElement[Any]]:
+def listing_caller_columns(
+    allowed: FromClause, *, with_superuser: bool
+) -> list[ColumnElement[Any]]:
     """The columns that open each row of a listing: whether the caller is active (and a
     superuser), and what `listing_access` found: the group, the caller's role in it."""
     columns = [CALLER.c.is_active.label(LISTING_CALLER_ACTIVE)]
