@@ -4,7 +4,7 @@ does not need, and no request may hold the loop while a password is hashed."""
 import threading
 import time
 import unicodedata
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -269,20 +269,11 @@ class RecordingPasswordPolicy(PasswordPolicy):
     event_loop_thread: int = field(default_factory=threading.get_ident)
     calls: list[PolicyCall] = field(default_factory=list, compare=False)
 
-    def reason_to_reject(
-        self,
-        password: str,
-        *,
-        email: str,
-        context_words: Iterable[str | None] = (),
-        common_words: Iterable[str] = (),
-    ) -> str | None:
+    def reason_to_reject(self, password: str, **words: Any) -> str | None:
         started = time.perf_counter()
         time.sleep(self.delay_seconds)
         try:
-            return super().reason_to_reject(
-                password, email=email, context_words=context_words, common_words=common_words
-            )
+            return super().reason_to_reject(password, **words)
         finally:
             on_event_loop = threading.get_ident() == self.event_loop_thread
             self.calls.append(PolicyCall(on_event_loop, started, time.perf_counter()))

@@ -23,7 +23,7 @@ import roster_groups.models  # noqa: F401
 from roster_auth import OutboxMailer, RosterAuth, User
 from roster_auth.testing import bearer_headers, config_for_tests, create_user
 from roster_db.testkit import asgi_client
-from roster_groups import GroupsError, InvitationConfig, create_groups_router, handle_groups_error
+from roster_groups import InvitationConfig, include_with_groups
 from roster_groups.models import GroupInvitation, GroupRole, Membership, UserGroup
 
 pytest_plugins = ["roster_db.testing"]
@@ -68,16 +68,7 @@ def build_app(
         yield {"sessionmaker": sessionmaker}
 
     app = FastAPI(lifespan=lifespan)
-    for router in auth.routers():
-        app.include_router(router)
-    app.include_router(
-        create_groups_router(
-            auth.current_active_user,
-            auth.current_credentials,
-            invitation_config=invitation_config,
-        )
-    )
-    app.add_exception_handler(GroupsError, handle_groups_error)
+    include_with_groups(app, auth, invitation_config=invitation_config)
     return app
 
 

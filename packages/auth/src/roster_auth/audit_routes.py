@@ -17,6 +17,7 @@ from pydantic import AfterValidator, AwareDatetime
 from sqlalchemy import ColumnElement, DateTime, Integer, Select, Uuid, bindparam, select, true
 
 from roster_auth.current import CALLER, Credentials, CredentialsDependency, not_authenticated
+from roster_auth.errors import SUPERUSER_RESPONSES
 from roster_db import ReaderDep, RowsJSONResponse
 from roster_db.audit import (
     AUDIT_EVENTS,
@@ -80,10 +81,7 @@ def build_events_router(current_credentials: CredentialsDependency) -> APIRouter
         "/events",
         response_model=EventsPublic,
         name="audit:events",
-        responses={
-            status.HTTP_401_UNAUTHORIZED: {"description": "Missing token or inactive user."},
-            status.HTTP_403_FORBIDDEN: {"description": "Not a superuser."},
-        },
+        responses=SUPERUSER_RESPONSES,
     )
     async def list_events(
         request: Request,

@@ -25,7 +25,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Body, Depends, Form, HTTPException, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Form, Request, Response, status
 from fastapi.responses import JSONResponse
 from fastapi.security import OAuth2PasswordRequestForm
 from fastapi.security.base import SecurityBase
@@ -39,7 +39,7 @@ from pydantic import EmailStr
 from roster_auth.backends import RequiredClaimsJWTStrategy
 from roster_auth.current import not_authenticated
 from roster_auth.dependencies import UserManagerDependency
-from roster_auth.errors import retry_later_responses
+from roster_auth.errors import bad_request, retry_later_responses
 from roster_auth.hashing import PasswordHashingQueue
 from roster_auth.manager import UserManager
 from roster_auth.models import EMAIL_MAX_LENGTH, User
@@ -172,10 +172,7 @@ async def _authenticate(
         user = await user_manager.authenticate(credentials)
         if user is None or not user.is_active:
             await attempt.failed()
-            raise HTTPException(
-                status_code=status.HTTP_400_BAD_REQUEST,
-                detail=ErrorCode.LOGIN_BAD_CREDENTIALS,
-            )
+            raise bad_request(ErrorCode.LOGIN_BAD_CREDENTIALS)
         await attempt.succeeded()
     return user
 
@@ -310,6 +307,21 @@ def build_bearer_router(
     return router
 
 
+async def create_account(
+    user_manager: UserManager, user_create: UserCreate, *, safe: bool, request: Request
+) -> UserRead:
+    """`user_manager.create`, answered as FastAPI Users' register route answers: 400
+    `REGISTER_USER_ALREADY_EXISTS`, or `REGISTER_INVALID_PASSWORD` with the reason. `safe`
+    ignores the superuser and verified flags of the body (registration)."""
+    try:
+        user = await user_manager.create(user_create, safe=safe, request=request)
+    except exceptions.UserAlreadyExists as error:
+        raise bad_request(ErrorCode.REGISTER_USER_ALREADY_EXISTS) from error
+    except exceptions.InvalidPasswordException as error:
+        raise bad_request(ErrorCode.REGISTER_INVALID_PASSWORD, error.reason) from error
+    return UserRead.model_validate(user)
+
+
 def build_register_router(
     *,
     get_user_manager: UserManagerDependency,
@@ -357,19 +369,7 @@ def build_register_router(
     ) -> UserRead:
         async with hashing_queue.reserve():
             await throttle.count_registration(request, user_create.email)
-            try:
-                created_user = await user_manager.create(user_create, safe=True, request=request)
-            except exceptions.UserAlreadyExists as error:
-                raise HTTPException(
-                    status_code=status.HTTP_400_BAD_REQUEST,
-                    detail=ErrorCode.REGISTER_USER_ALREADY_EXISTS,
-                ) from error
-            except exceptions.InvalidPasswordException as error:
-                raise HTTPException(
-                    status_code=status.HTTP_400_BAD_REQUEST,
-                    detail={"code": ErrorCode.REGISTER_INVALID_PASSWORD, "reason": error.reason},
-                ) from error
-        return UserRead.model_validate(created_user)
+            return await create_account(user_manager, user_create, safe=True, request=request)
 
     return router
 
@@ -428,17 +428,10 @@ def build_reset_password_router(
                 exceptions.UserNotExists,
                 exceptions.UserInactive,
             ) as error:
-                raise HTTPException(
-                    status_code=status.HTTP_400_BAD_REQUEST,
-                    detail=ErrorCode.RESET_PASSWORD_BAD_TOKEN,
-                ) from error
+                raise bad_request(ErrorCode.RESET_PASSWORD_BAD_TOKEN) from error
             except exceptions.InvalidPasswordException as error:
-                raise HTTPException(
-                    status_code=status.HTTP_400_BAD_REQUEST,
-                    detail={
-                        "code": ErrorCode.RESET_PASSWORD_INVALID_PASSWORD,
-                        "reason": error.reason,
-                    },
+                raise bad_request(
+                    ErrorCode.RESET_PASSWORD_INVALID_PASSWORD, error.reason
                 ) from error
 
     return router
@@ -496,5 +489,6 @@ __all__ = [
     "build_register_router",
     "build_reset_password_router",
     "build_verify_router",
+    "create_account",
     "login_form_class",
 ]

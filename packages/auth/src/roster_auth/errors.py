@@ -14,6 +14,25 @@ PASSWORD_HASHING_BUSY: Final = "PASSWORD_HASHING_BUSY"  # noqa: S105 (an error c
 TOO_MANY_REQUESTS: Final = "TOO_MANY_REQUESTS"
 
 
+# The OpenAPI answers of a route for signed-in users, and of one for superusers.
+UNAUTHORIZED_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
+    status.HTTP_401_UNAUTHORIZED: {"description": "Missing token or inactive user."},
+}
+SUPERUSER_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
+    **UNAUTHORIZED_RESPONSES,
+    status.HTTP_403_FORBIDDEN: {"description": "Not a superuser."},
+}
+
+
+def bad_request(code: str, reason: str | None = None) -> HTTPException:
+    """FastAPI Users' 400 answer: `{"detail": CODE}`, or `{"detail": {"code": CODE, "reason":
+    REASON}}` when the code comes with a reason (a password refused, and why)."""
+    return HTTPException(
+        status.HTTP_400_BAD_REQUEST,
+        detail=code if reason is None else {"code": code, "reason": reason},
+    )
+
+
 def retry_after_header(seconds: float) -> dict[str, str]:
     """`Retry-After` in whole seconds, at least 1 (RFC 9110 allows no fractions)."""
     return {"Retry-After": str(max(1, math.ceil(seconds)))}
@@ -87,9 +106,12 @@ def retry_later_responses(
 
 __all__ = [
     "PASSWORD_HASHING_BUSY",
+    "SUPERUSER_RESPONSES",
     "TOO_MANY_REQUESTS",
+    "UNAUTHORIZED_RESPONSES",
     "PasswordHashingBusyError",
     "RetryLaterError",
     "TooManyRequestsError",
+    "bad_request",
     "retry_later_responses",
 ]

@@ -349,18 +349,16 @@ class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):
     async def on_after_request_verify(
         self, user: User, token: str, request: Request | None = None
     ) -> None:
-        link = link_with_token(self.config.public_base_url, self.config.verify_link_path, token)
-        await self._send(
-            MailMessage(
-                to=user.email,
-                subject=f"{self.config.product_name}: confirm your email address",
-                kind=MailKind.VERIFY,
-                link=link,
-                body=(
-                    f"Confirm your email address for {self.config.product_name} by opening "
-                    f"this link:\n\n{link}\n\nIf you did not ask for this, ignore this mail."
-                ),
-            )
+        await self._send_link(
+            user,
+            MailKind.VERIFY,
+            self.config.verify_link_path,
+            token,
+            subject="confirm your email address",
+            body=(
+                "Confirm your email address for {product} by opening this link:\n\n{link}\n\n"
+                "If you did not ask for this, ignore this mail."
+            ),
         )
 
     async def on_after_verify(self, user: User, request: Request | None = None) -> None:
@@ -369,23 +367,19 @@ class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):
     async def on_after_forgot_password(
         self, user: User, token: str, request: Request | None = None
     ) -> None:
-        link = link_with_token(
-            self.config.public_base_url, self.config.reset_password_link_path, token
-        )
         hours = self.config.reset_password_token_lifetime_seconds / 3600
-        await self._send(
-            MailMessage(
-                to=user.email,
-                subject=f"{self.config.product_name}: reset your password",
-                kind=MailKind.RESET_PASSWORD,
-                link=link,
-                body=(
-                    f"Choose a new {self.config.product_name} password by opening this link "
-                    f"(valid for {hours:g} hours):\n\n{link}\n\n"
-                    "If you did not ask for this, ignore this mail: your password stays as "
-                    "it is."
-                ),
-            )
+        await self._send_link(
+            user,
+            MailKind.RESET_PASSWORD,
+            self.config.reset_password_link_path,
+            token,
+            subject="reset your password",
+            body=(
+                "Choose a new {product} password by opening this link "
+                "(valid for {hours} hours):\n\n{link}\n\n"
+                "If you did not ask for this, ignore this mail: your password stays as it is."
+            ),
+            hours=f"{hours:g}",
         )
 
     async def on_after_reset_password(self, user: User, request: Request | None = None) -> None:
@@ -398,6 +392,32 @@ class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):
 
     async def on_after_delete(self, user: User, request: Request | None = None) -> None:
         logger.info("user %s deleted", user.id)
+
+    async def _send_link(
+        self,
+        user: User,
+        kind: MailKind,
+        path: str,
+        token: str,
+        *,
+        subject: str,
+        body: str,
+        **values: str,
+    ) -> None:
+        """A mail to the user with a link to the front end's `path` carrying `token`; the
+        subject follows the product's name, and the body's `{product}`, `{link}` and
+        `values` are filled in."""
+        link = link_with_token(self.config.public_base_url, path, token)
+        product = self.config.product_name
+        await self._send(
+            MailMessage(
+                to=user.email,
+                subject=f"{product}: {subject}",
+                kind=kind,
+                link=link,
+                body=body.format(product=product, link=link, **values),
+            )
+        )
 
     async def _send(self, message: MailMessage) -> None:
         if self.background_tasks is not None:

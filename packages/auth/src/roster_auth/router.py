@@ -6,15 +6,21 @@ import uuid
 from collections.abc import Callable
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.routing import APIRoute
 from fastapi_users import FastAPIUsers, exceptions
 from fastapi_users.router.common import ErrorCode, ErrorModel
 from sqlalchemy import Row
 
+from roster_auth.auth_routes import create_account
 from roster_auth.current import CurrentUserRowDependency
 from roster_auth.dependencies import UserDependency, UserManagerDependency
-from roster_auth.errors import retry_later_responses
+from roster_auth.errors import (
+    SUPERUSER_RESPONSES,
+    UNAUTHORIZED_RESPONSES,
+    bad_request,
+    retry_later_responses,
+)
 from roster_auth.manager import (
     InvalidCurrentPasswordException,
     UserManager,
@@ -34,16 +40,12 @@ def build_admin_router(
     """`GET /users` and `POST /users`, on a router with the `/users` prefix (the routes'
     own path is empty, which FastAPI allows only under a prefix)."""
     router = APIRouter(prefix=USERS_PREFIX, tags=["users"])
-    superuser_responses: dict[int | str, dict[str, Any]] = {
-        status.HTTP_401_UNAUTHORIZED: {"description": "Missing token or inactive user."},
-        status.HTTP_403_FORBIDDEN: {"description": "Not a superuser."},
-    }
 
     @router.get(
         "",
         response_model=Page[UserRead],
         name="users:list_users",
-        responses=superuser_responses,
+        responses=SUPERUSER_RESPONSES,
     )
     async def read_users(
         session: SessionDep,
@@ -72,7 +74,7 @@ def build_admin_router(
         status_code=status.HTTP_201_CREATED,
         name="users:create_user",
         responses={
-            **superuser_responses,
+            **SUPERUSER_RESPONSES,
             status.HTTP_400_BAD_REQUEST: {"model": ErrorModel},
             **retry_later_responses(hashes=True),
         },
@@ -85,18 +87,7 @@ def build_admin_router(
     ) -> UserRead:
         """Create a user, flags included (superusers only)."""
         remember_acting_user(request, superuser.id)
-        try:
-            user = await user_manager.create(user_create, safe=False, request=request)
-        except exceptions.UserAlreadyExists as error:
-            raise HTTPException(
-                status.HTTP_400_BAD_REQUEST, detail=ErrorCode.REGISTER_USER_ALREADY_EXISTS
-            ) from error
-        except exceptions.InvalidPasswordException as error:
-            raise HTTPException(
-                status.HTTP_400_BAD_REQUEST,
-                detail={"code": ErrorCode.REGISTER_INVALID_PASSWORD, "reason": error.reason},
-            ) from error
-        return UserRead.model_validate(user)
+        return await create_account(user_manager, user_create, safe=False, request=request)
 
     return router
 
@@ -136,7 +127,7 @@ def build_users_router(
         responses={
             # A wrong current password counts as a failed login (429), and checking it hashes.
             **retry_later_responses(hashes=True, throttled=True),
-            status.HTTP_401_UNAUTHORIZED: {"description": "Missing token or inactive user."},
+            **UNAUTHORIZED_RESPONSES,
             status.HTTP_400_BAD_REQUEST: {
                 "model": ErrorModel,
                 "content": {
@@ -179,28 +170,18 @@ def build_users_router(
         try:
             user = await user_manager.update(user_update, user, safe=True, request=request)
         except InvalidCurrentPasswordException as error:
-            raise HTTPException(
-                status.HTTP_400_BAD_REQUEST,
-                detail=_reason(UPDATE_USER_BAD_CURRENT_PASSWORD, error.reason),
-            ) from error
+            raise bad_request(UPDATE_USER_BAD_CURRENT_PASSWORD, error.reason) from error
         except exceptions.InvalidPasswordException as error:
-            raise HTTPException(
-                status.HTTP_400_BAD_REQUEST,
-                detail=_reason(ErrorCode.UPDATE_USER_INVALID_PASSWORD, error.reason),
-            ) from error
+            raise bad_request(ErrorCode.UPDATE_USER_INVALID_PASSWORD, error.reason) from error
         except exceptions.UserAlreadyExists as error:
-            raise HTTPException(
-                status.HTTP_400_BAD_REQUEST, detail=ErrorCode.UPDATE_USER_EMAIL_ALREADY_EXISTS
-            ) from error
+            raise bad_request(ErrorCode.UPDATE_USER_EMAIL_ALREADY_EXISTS) from error
         return UserRead.model_validate(user)
 
     @own.get(
         "/me",
         response_model=UserRead,
         name=GET_CURRENT_USER,
-        responses={
-            status.HTTP_401_UNAUTHORIZED: {"description": "Missing token or inactive user."},
-        },
+        responses=UNAUTHORIZED_RESPONSES,
     )
     async def me(user: Annotated[Row[Any], Depends(current_active_user_row)]) -> Response:
         """The signed-in user's account."""

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from roster_auth.backends import RequiredClaimsJWTStrategy
 from roster_auth.dependencies import UserDependency
+from roster_auth.errors import SUPERUSER_RESPONSES, UNAUTHORIZED_RESPONSES
 from roster_auth.models import User
 from roster_auth.schemas import SessionRead
 from roster_auth.sessions import CallerSession, Sessions
@@ -60,12 +61,8 @@ def build_sessions_router(
     router."""
     router = APIRouter()
     CallerDep = Annotated[CallerSession, Depends(caller_session)]  # noqa: N806 - a type
-    unauthorized: dict[int | str, dict[str, Any]] = {
-        status.HTTP_401_UNAUTHORIZED: {"description": "Missing token or inactive user."},
-    }
     superuser_responses: dict[int | str, dict[str, Any]] = {
-        **unauthorized,
-        status.HTTP_403_FORBIDDEN: {"description": "Not a superuser."},
+        **SUPERUSER_RESPONSES,
         status.HTTP_404_NOT_FOUND: {"model": ErrorModel, "description": "No such user."},
     }
     not_found: dict[int | str, dict[str, Any]] = {
@@ -83,7 +80,7 @@ def build_sessions_router(
         "/me/sessions",
         response_model=list[SessionRead],
         name="users:current_user_sessions",
-        responses=unauthorized,
+        responses=UNAUTHORIZED_RESPONSES,
     )
     async def my_sessions(
         session: SessionDep,
@@ -99,7 +96,7 @@ def build_sessions_router(
         "/me/sessions/{session_id}",
         status_code=status.HTTP_204_NO_CONTENT,
         name="users:end_current_user_session",
-        responses={**unauthorized, **not_found},
+        responses={**UNAUTHORIZED_RESPONSES, **not_found},
     )
     async def end_my_session(
         session_id: uuid.UUID,
@@ -114,7 +111,7 @@ def build_sessions_router(
         "/me/sessions",
         status_code=status.HTTP_204_NO_CONTENT,
         name="users:end_current_user_other_sessions",
-        responses=unauthorized,
+        responses=UNAUTHORIZED_RESPONSES,
     )
     async def end_my_other_sessions(
         session: SessionDep,

@@ -36,7 +36,9 @@ from typing import Any, Final, Literal, cast
 
 from fastapi import Request
 from sqlalchemy import (
+    CTE,
     DateTime,
+    Insert,
     Interval,
     String,
     Table,
@@ -135,14 +137,21 @@ _NEW_FAMILY = (
     .returning(FAMILIES.c.id)
     .cte("family")
 )
-START_FAMILY: Final = (
-    insert(REFRESH_TOKENS)
-    .from_select(
-        ["token_hash", "family_id", "created_at"],
-        select(bindparam("digest", type_=String()), _NEW_FAMILY.c.id, _time("now")),
+
+
+def _insert_token(digest: str, family: CTE) -> Insert:
+    """A new token (its digest the parameter `digest`) of the family that `family` returns."""
+    return (
+        insert(REFRESH_TOKENS)
+        .from_select(
+            ["token_hash", "family_id", "created_at"],
+            select(bindparam(digest, type_=String()), family.c.id, _time("now")),
+        )
+        .add_cte(family)
     )
-    .add_cte(_NEW_FAMILY)
-)
+
+
+START_FAMILY: Final = _insert_token("digest", _NEW_FAMILY)
 
 # A refresh: the token marked used, if it is the usable newest of a live family of an active
 # user. Postgres re-checks `used_at IS NULL` on a row another transaction changed meanwhile,
@@ -171,15 +180,7 @@ _TOUCHED = (
     .returning(FAMILIES.c.id)
     .cte("touched")
 )
-ADVANCE: Final = (
-    insert(REFRESH_TOKENS)
-    .from_select(
-        ["token_hash", "family_id", "created_at"],
-        select(bindparam("new_digest", type_=String()), _TOUCHED.c.id, _time("now")),
-    )
-    .add_cte(_TOUCHED)
-    .returning(REFRESH_TOKENS.c.family_id)
-)
+ADVANCE: Final = _insert_token("new_digest", _TOUCHED).returning(REFRESH_TOKENS.c.family_id)
 # A refresh that found no usable token: if the token was exchanged already, its family is
 # revoked (reuse detection).
 REVOKE_REUSED: Final = (

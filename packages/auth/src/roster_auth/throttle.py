@@ -33,6 +33,7 @@ client usually holds whole.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import hmac
 import ipaddress
@@ -55,13 +56,18 @@ from roster_db.dependencies import SESSIONMAKER_STATE
 
 logger = logging.getLogger(__name__)
 
-LOGIN_ACCOUNT_ADDRESS: Final = "login:account+address"
-LOGIN_ADDRESS: Final = "login:address"
-LOGIN_ACCOUNT: Final = "login:account"
-REGISTRATION_ADDRESS: Final = "register:address"
-REGISTRATION_EMAIL: Final = "register:email"
-MAIL_ADDRESS: Final = "mail:address"
-MAIL_EMAIL: Final = "mail:email"
+
+class Scope(enum.StrEnum):
+    """What a counter counts, stored in `throttle_counter.scope` and hashed into its subject."""
+
+    LOGIN_ACCOUNT_ADDRESS = "login:account+address"
+    LOGIN_ADDRESS = "login:address"
+    LOGIN_ACCOUNT = "login:account"
+    REGISTRATION_ADDRESS = "register:address"
+    REGISTRATION_EMAIL = "register:email"
+    MAIL_ADDRESS = "mail:address"
+    MAIL_EMAIL = "mail:email"
+
 
 # Expired rows deleted per purge, so that one purge stays short.
 PURGE_BATCH_SIZE: Final = 1000
@@ -135,9 +141,9 @@ class Throttle:
         address = client_address(request)
         account = account_name(email)
         subjects = (
-            self._subject(LOGIN_ACCOUNT_ADDRESS, f"{account}\x00{address}"),
-            self._subject(LOGIN_ADDRESS, address),
-            self._subject(LOGIN_ACCOUNT, account),
+            self._subject(Scope.LOGIN_ACCOUNT_ADDRESS, f"{account}\x00{address}"),
+            self._subject(Scope.LOGIN_ADDRESS, address),
+            self._subject(Scope.LOGIN_ACCOUNT, account),
         )
         attempt = LoginAttempt(self, request, subjects)
         if not self.config.enabled:
@@ -154,7 +160,7 @@ class Throttle:
         async with _counter_connection(request) as connection:
             rows = (await connection.execute(query)).all()
         counts = {scope: Count(scope, count, ends_at) for scope, count, ends_at in rows}
-        attempt.failed_before = LOGIN_ACCOUNT_ADDRESS in counts
+        attempt.failed_before = Scope.LOGIN_ACCOUNT_ADDRESS in counts
         self._refuse_login(counts, now)
         return attempt
 
@@ -162,17 +168,12 @@ class Throttle:
         """Count a registration attempt, whatever its outcome; raises
         `TooManyRequestsError` when the address or the email is over its limit."""
         config = self.config
-        await self._count_and_refuse(
+        await self._count_address_and_email(
             request,
+            email,
             config.registration_window_seconds,
-            {
-                self._subject(REGISTRATION_ADDRESS, client_address(request)): (
-                    config.registrations_per_address
-                ),
-                self._subject(REGISTRATION_EMAIL, account_name(email)): (
-                    config.registrations_per_email
-                ),
-            },
+            (Scope.REGISTRATION_ADDRESS, config.registrations_per_address),
+            (Scope.REGISTRATION_EMAIL, config.registrations_per_email),
         )
 
     async def count_mail_request(self, request: Request, email: str) -> None:
@@ -180,27 +181,45 @@ class Throttle:
         request-verify-token), whether or not the address has an account, so that a refusal
         reveals nothing; raises `TooManyRequestsError` over a limit."""
         config = self.config
+        await self._count_address_and_email(
+            request,
+            email,
+            config.mail_window_seconds,
+            (Scope.MAIL_ADDRESS, config.mail_requests_per_address),
+            (Scope.MAIL_EMAIL, config.mail_requests_per_email),
+        )
+
+    async def _count_address_and_email(
+        self,
+        request: Request,
+        email: str,
+        window_seconds: int,
+        per_address: tuple[Scope, int],
+        per_email: tuple[Scope, int],
+    ) -> None:
+        """Count one event for the client's address and for the email's account, each in its
+        scope and against its limit (a pair of scope and limit), in one window."""
+        address_scope, address_limit = per_address
+        email_scope, email_limit = per_email
         await self._count_and_refuse(
             request,
-            config.mail_window_seconds,
+            window_seconds,
             {
-                self._subject(MAIL_ADDRESS, client_address(request)): (
-                    config.mail_requests_per_address
-                ),
-                self._subject(MAIL_EMAIL, account_name(email)): config.mail_requests_per_email,
+                self._subject(address_scope, client_address(request)): address_limit,
+                self._subject(email_scope, account_name(email)): email_limit,
             },
         )
 
-    def _subject(self, scope: str, value: str) -> _Subject:
+    def _subject(self, scope: Scope, value: str) -> _Subject:
         # surrogatepass: whatever string a client manages to send, it hashes.
         message = f"{scope}\x00{value}".encode("utf-8", "surrogatepass")
         return _Subject(scope, hmac.new(self._key, message, hashlib.sha256).digest())
 
     def _refuse_login(self, counts: dict[str, Count], now: datetime) -> None:
         config = self.config
-        pair = counts.get(LOGIN_ACCOUNT_ADDRESS)
-        address = counts.get(LOGIN_ADDRESS)
-        account = counts.get(LOGIN_ACCOUNT)
+        pair = counts.get(Scope.LOGIN_ACCOUNT_ADDRESS)
+        address = counts.get(Scope.LOGIN_ADDRESS)
+        account = counts.get(Scope.LOGIN_ACCOUNT)
         # When each refusal that applies lifts; the answer waits for the last of them.
         lifts: list[datetime] = []
         if pair is not None and pair.count >= config.login_failures_per_account_and_address:
@@ -353,15 +372,9 @@ async def _counter_connection(request: Request) -> AsyncIterator[AsyncConnection
 
 
 __all__ = [
-    "LOGIN_ACCOUNT",
-    "LOGIN_ACCOUNT_ADDRESS",
-    "LOGIN_ADDRESS",
-    "MAIL_ADDRESS",
-    "MAIL_EMAIL",
-    "REGISTRATION_ADDRESS",
-    "REGISTRATION_EMAIL",
     "Count",
     "LoginAttempt",
+    "Scope",
     "Throttle",
     "client_address",
     "subject_key",

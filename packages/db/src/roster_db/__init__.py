@@ -1,7 +1,14 @@
 """roster-db: the shared data layer."""
 
 from roster_db.audit import AuditAction, audit_event, record_event
-from roster_db.base import NAMING_CONVENTION, Base, SQLModelBase, mapper_registry, metadata
+from roster_db.base import (
+    NAMING_CONVENTION,
+    Base,
+    SQLModelBase,
+    create_with_table,
+    mapper_registry,
+    metadata,
+)
 from roster_db.dependencies import ReaderDep, SessionDep, get_reader, get_session, reader_of
 from roster_db.errors import (
     SQLState,
@@ -39,6 +46,7 @@ __all__ = [
     "constraint_name_of",
     "create_engine",
     "create_sessionmaker",
+    "create_with_table",
     "get_reader",
     "get_session",
     "is_check_violation",

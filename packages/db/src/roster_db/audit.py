@@ -48,7 +48,6 @@ from typing import Annotated, Any, Final, Protocol
 from fastapi import Depends, Query, Request
 from pydantic import AfterValidator, BaseModel, ConfigDict
 from sqlalchemy import (
-    DDL,
     BigInteger,
     CheckConstraint,
     Column,
@@ -63,7 +62,6 @@ from sqlalchemy import (
     Uuid,
     bindparam,
     delete,
-    event,
     func,
     insert,
     select,
@@ -72,7 +70,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from roster_db.base import metadata
+from roster_db.base import create_with_table, metadata
 
 
 class AuditAction(enum.StrEnum):
@@ -176,18 +174,7 @@ DROP_APPEND_ONLY_SQL: Final[tuple[str, ...]] = (
 
 # `metadata.create_all` (tests) installs the trigger with the table; the migration runs the
 # same statements (autogenerate does not see triggers).
-for _statement in CREATE_APPEND_ONLY_SQL:
-    event.listen(
-        audit_event,
-        "after_create",
-        DDL(_statement).execute_if(dialect="postgresql"),  # type: ignore[no-untyped-call]
-    )
-for _statement in DROP_APPEND_ONLY_SQL:
-    event.listen(
-        audit_event,
-        "before_drop",
-        DDL(_statement).execute_if(dialect="postgresql"),  # type: ignore[no-untyped-call]
-    )
+create_with_table(audit_event, CREATE_APPEND_ONLY_SQL, DROP_APPEND_ONLY_SQL)
 
 
 # -- writing --------------------------------------------------------------------------------
@@ -280,16 +267,24 @@ async def prune_events(executor: Executor, before: datetime) -> int:
 
 DEFAULT_EVENT_LIMIT: Final = 50
 MAX_EVENT_LIMIT: Final = 100
-# What a page item holds, in this order (`EventPublic`'s fields).
-EVENT_FIELDS: Final = (
-    "id",
-    "occurred_at",
-    "action",
-    "actor_id",
-    "group_id",
-    "subject_user_id",
-    "details",
-)
+
+
+class EventPublic(BaseModel):
+    """One event of the audit trail."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    occurred_at: datetime
+    action: AuditAction
+    actor_id: uuid.UUID | None
+    group_id: int | None
+    subject_user_id: uuid.UUID | None
+    details: dict[str, Any]
+
+
+# What a page item holds, in this order.
+EVENT_FIELDS: Final = tuple(EventPublic.model_fields)
 CURSOR_MAX_LENGTH: Final = 128
 CURSOR_PATTERN: Final = r"^[A-Za-z0-9_-]+$"
 
@@ -389,20 +384,6 @@ def event_page_of(rows: Sequence[Mapping[Any, Any]], limit: int) -> EventPage:
         last = items[-1]
         next_cursor = encode_cursor(last["occurred_at"], last["id"])
     return EventPage(items, next_cursor)
-
-
-class EventPublic(BaseModel):
-    """One event of the audit trail."""
-
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    occurred_at: datetime
-    action: AuditAction
-    actor_id: uuid.UUID | None
-    group_id: int | None
-    subject_user_id: uuid.UUID | None
-    details: dict[str, Any]
 
 
 class EventsPublic(BaseModel):

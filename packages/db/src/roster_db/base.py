@@ -5,9 +5,10 @@ table models. Both map into `mapper_registry`, so a model of either kind can nam
 the other in `relationship()`, and one `metadata` holds every table for Alembic.
 """
 
+from collections.abc import Iterable
 from typing import Final
 
-from sqlalchemy import MetaData
+from sqlalchemy import DDL, FromClause, MetaData, event
 from sqlalchemy.orm import DeclarativeBase, registry
 from sqlmodel import SQLModel
 
@@ -39,3 +40,16 @@ class Base(DeclarativeBase):
 
 class SQLModelBase(SQLModel, registry=mapper_registry):
     """Base for SQLModel table models, bound to the shared registry (not SQLModel's default)."""
+
+
+def create_with_table(table: FromClause, create: Iterable[str], drop: Iterable[str]) -> None:
+    """Run the `create` statements (functions, triggers: what autogenerate does not see) after
+    `metadata.create_all` creates `table`, and the `drop` statements before it drops it, on
+    Postgres only. The tests build their schema that way; migrations run the same statements."""
+    for when, statements in (("after_create", create), ("before_drop", drop)):
+        for statement in statements:
+            event.listen(
+                table,
+                when,
+                DDL(statement).execute_if(dialect="postgresql"),  # type: ignore[no-untyped-call]
+            )

@@ -3,7 +3,7 @@ carries its status and its code, the `detail` a client receives (FastAPI Users' 
 `{"detail": "GROUP_NOT_FOUND"}`).
 
 The service raises them; `handle_groups_error` is the one place that turns them into answers.
-An application registers it once, next to the router:
+An application registers it once, next to the router (`include_with_groups` does both):
 
     app.include_router(create_groups_router(auth.current_active_user, auth.current_credentials))
     app.add_exception_handler(GroupsError, handle_groups_error)

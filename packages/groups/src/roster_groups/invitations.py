@@ -48,6 +48,7 @@ from typing import Any, Final, cast
 from sqlalchemy import (
     Boolean,
     ColumnElement,
+    FromClause,
     Table,
     and_,
     bindparam,
@@ -61,13 +62,12 @@ from sqlalchemy import Select as SaSelect
 from sqlalchemy import insert as sa_insert
 from sqlalchemy import select as sa_select
 from sqlalchemy import update as sa_update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from roster_auth import CALLER, Credentials, MailKind, MailMessage, User, not_authenticated
 from roster_auth.mail import link_with_token
-from roster_db import PageParams, Reader, is_foreign_key_violation, is_unique_violation
+from roster_db import PageParams, Reader
 from roster_db.audit import INSERT_EVENT, AuditAction, event_parameters, record_event
 from roster_groups.config import InvitationConfig
 from roster_groups.errors import (
@@ -91,7 +91,17 @@ from roster_groups.schemas import (
     InvitationPublic,
     MyInvitationPublic,
 )
-from roster_groups.service import authorize
+from roster_groups.service import (
+    LISTING_CALLER_ACTIVE,
+    LISTING_CALLER_ROLE,
+    LISTING_CALLER_SUPERUSER,
+    LISTING_GROUP_ID,
+    LISTING_TOTAL,
+    authorize,
+    insert_membership,
+    listing_access,
+    listing_caller_columns,
+)
 
 INVITATIONS: Final = GroupInvitation.__table__  # type: ignore[attr-defined]
 GROUPS: Final = UserGroup.__table__  # type: ignore[attr-defined]
@@ -436,20 +446,13 @@ async def accept_invitation(
     if accepted is None:
         await _refuse_token(connection, parameters)
     assert accepted is not None
-    try:
-        member = (
-            await connection.execute(
-                ADD_INVITED_MEMBER,
-                {**parameters, "group": accepted.group_id, "role": accepted.role},
-            )
-        ).one()
-    except IntegrityError as error:
-        # The session rolls back: the invitation stays pending.
-        if is_unique_violation(error):
-            raise MembershipAlreadyExistsError from error
-        if is_foreign_key_violation(error):
-            raise UnknownInvitationTokenError from error
-        raise
+    # On an error the session rolls back: the invitation stays pending.
+    member = await insert_membership(
+        connection,
+        ADD_INVITED_MEMBER,
+        {**parameters, "group": accepted.group_id, "role": accepted.role},
+        missing=UnknownInvitationTokenError,
+    )
     invited = {"invitation_id": str(accepted.id), "role": accepted.role}
     events = [
         event_parameters(
@@ -502,12 +505,7 @@ async def decline_invitation(session: AsyncSession, user: User, token: str, now:
 # may see the group's invitations, the total and the page in one statement, the subqueries
 # LATERAL and filtered on the access check so that they run only for a caller who passed it.
 
-LISTING_CALLER_ACTIVE: Final = "caller_is_active"
-LISTING_CALLER_SUPERUSER: Final = "caller_is_superuser"
 LISTING_CALLER_VERIFIED: Final = "caller_is_verified"
-LISTING_GROUP_ID: Final = "allowed_group_id"
-LISTING_CALLER_ROLE: Final = "caller_role"
-LISTING_TOTAL: Final = "total"
 _PAGE_CREATED_AT: Final = "page_created_at"
 _PAGE_ID: Final = "page_id"
 
@@ -523,23 +521,19 @@ def _status_filter(status: InvitationStatus | None) -> ColumnElement[bool]:
     return is_status
 
 
-def _group_invitations_statement(status: InvitationStatus | None) -> SaSelect[Any]:
-    access = MEMBERSHIPS.alias("access")
-    allowed = (
-        sa_select(GROUPS.c.id.label("group_id"), access.c.role.label("role"))
-        .select_from(
-            GROUPS.outerjoin(
-                access,
-                and_(access.c.group_id == GROUPS.c.id, access.c.user_id == CALLER.c.id),
-            )
-        )
-        .where(
-            GROUPS.c.id == _GROUP_ID,
-            CALLER.c.is_active,
-            or_(access.c.user_id.is_not(None), CALLER.c.is_superuser),
-        )
-        .lateral("allowed")
+def _page_of(invitations: SaSelect[Any]) -> FromClause:
+    """A page of the selected invitations, newest first; the id breaks ties, so pages never
+    overlap or skip."""
+    return (
+        invitations.order_by(INVITATIONS.c.created_at.desc(), INVITATIONS.c.id.desc())
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+        .lateral("page")
     )
+
+
+def _group_invitations_statement(status: InvitationStatus | None) -> SaSelect[Any]:
+    allowed = listing_access(_GROUP_ID)
     may_see = and_(
         allowed.c.group_id.is_not(None),
         or_(
@@ -554,25 +548,16 @@ def _group_invitations_statement(status: InvitationStatus | None) -> SaSelect[An
         .where(selected, may_see)
         .lateral("counted")
     )
-    page = (
+    page = _page_of(
         sa_select(
             INVITATIONS.c.created_at.label(_PAGE_CREATED_AT),
             INVITATIONS.c.id.label(_PAGE_ID),
             *_invitation_columns(_NOW),
-        )
-        .where(selected, may_see)
-        # Newest first; the id breaks ties, so pages never overlap or skip.
-        .order_by(INVITATIONS.c.created_at.desc(), INVITATIONS.c.id.desc())
-        .limit(bindparam("limit"))
-        .offset(bindparam("offset"))
-        .lateral("page")
+        ).where(selected, may_see)
     )
     return (
         sa_select(
-            CALLER.c.is_active.label(LISTING_CALLER_ACTIVE),
-            CALLER.c.is_superuser.label(LISTING_CALLER_SUPERUSER),
-            allowed.c.group_id.label(LISTING_GROUP_ID),
-            allowed.c.role.label(LISTING_CALLER_ROLE),
+            *listing_caller_columns(allowed, with_superuser=True),
             counted.c[LISTING_TOTAL],
             *(column for column in page.c if column.key not in (_PAGE_CREATED_AT,)),
         )
@@ -672,7 +657,7 @@ def _my_invitations_statement() -> SaSelect[Any]:
         "created_at": INVITATIONS.c.created_at,
         "expires_at": INVITATIONS.c.expires_at,
     }
-    page = (
+    page = _page_of(
         sa_select(
             INVITATIONS.c.created_at.label(_PAGE_CREATED_AT),
             INVITATIONS.c.id.label(_PAGE_ID),
@@ -680,10 +665,6 @@ def _my_invitations_statement() -> SaSelect[Any]:
         )
         .select_from(INVITATIONS.join(GROUPS, GROUPS.c.id == INVITATIONS.c.group_id))
         .where(mine)
-        .order_by(INVITATIONS.c.created_at.desc(), INVITATIONS.c.id.desc())
-        .limit(bindparam("limit"))
-        .offset(bindparam("offset"))
-        .lateral("page")
     )
     return (
         sa_select(

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from typing import Final
 
 from sqlalchemy import (
-    DDL,
     CheckConstraint,
     DateTime,
     Enum,
@@ -20,7 +19,6 @@ from sqlalchemy import (
     LargeBinary,
     String,
     UniqueConstraint,
-    event,
     func,
     text,
 )
@@ -30,7 +28,7 @@ from sqlmodel import Field, Relationship
 
 from roster_auth import User
 from roster_auth.models import EMAIL_MAX_LENGTH
-from roster_db import SQLModelBase
+from roster_db import SQLModelBase, create_with_table
 
 GROUP_NAME_MAX_LENGTH: Final = 100
 GROUP_DESCRIPTION_MAX_LENGTH: Final = 1000
@@ -317,18 +315,7 @@ DROP_KEEP_AN_OWNER_SQL: Final[tuple[str, ...]] = (
 
 # `metadata.create_all` (tests) installs the trigger with the table; Alembic migrations run the
 # same statements with `op.execute` (autogenerate does not see triggers).
-for _statement in CREATE_KEEP_AN_OWNER_SQL:
-    event.listen(
-        membership_table,
-        "after_create",
-        DDL(_statement).execute_if(dialect="postgresql"),  # type: ignore[no-untyped-call]
-    )
-for _statement in DROP_KEEP_AN_OWNER_SQL:
-    event.listen(
-        membership_table,
-        "before_drop",
-        DDL(_statement).execute_if(dialect="postgresql"),  # type: ignore[no-untyped-call]
-    )
+create_with_table(membership_table, CREATE_KEEP_AN_OWNER_SQL, DROP_KEEP_AN_OWNER_SQL)
 
 __all__ = [
     "CREATE_KEEP_AN_OWNER_SQL",

@@ -5,9 +5,26 @@ OpenAPI `responses` the ones it can answer."""
 import uuid
 from typing import Annotated, Final
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request, Response, status
+from fastapi import (
+    APIRouter,
+    BackgroundTasks,
+    Depends,
+    FastAPI,
+    Path,
+    Query,
+    Request,
+    Response,
+    status,
+)
 
-from roster_auth import Credentials, CredentialsDependency, User, UserDependency, UserRead
+from roster_auth import (
+    Credentials,
+    CredentialsDependency,
+    RosterAuth,
+    User,
+    UserDependency,
+    UserRead,
+)
 from roster_auth.mail import deliver
 from roster_db import Page, PageParams, PageParamsDep, ReaderDep, RowsJSONResponse, SessionDep
 from roster_db.audit import (
@@ -18,7 +35,7 @@ from roster_db.audit import (
 )
 from roster_groups import errors, invitations, service
 from roster_groups.config import InvitationConfig
-from roster_groups.errors import error_responses
+from roster_groups.errors import GroupsError, error_responses, handle_groups_error
 from roster_groups.models import GroupRole, InvitationStatus
 from roster_groups.schemas import (
     GroupCreate,
@@ -348,4 +365,27 @@ def create_groups_router(
     return router
 
 
-__all__ = ["MAX_GROUP_ID", "GroupIdPath", "create_groups_router", "link_header"]
+def include_with_groups(
+    app: FastAPI, auth: RosterAuth, *, invitation_config: InvitationConfig | None = None
+) -> None:
+    """roster-auth's routes, then the groups' routes on its current-user dependencies, and
+    `handle_groups_error` for `GroupsError`: the groups member as an application mounts it."""
+    for auth_router in auth.routers():
+        app.include_router(auth_router)
+    app.include_router(
+        create_groups_router(
+            auth.current_active_user,
+            auth.current_credentials,
+            invitation_config=invitation_config,
+        )
+    )
+    app.add_exception_handler(GroupsError, handle_groups_error)
+
+
+__all__ = [
+    "MAX_GROUP_ID",
+    "GroupIdPath",
+    "create_groups_router",
+    "include_with_groups",
+    "link_header",
+]

@@ -21,13 +21,16 @@ ORM's changes with one INSERT after their flush. A group's owners and admins rea
 """
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from sqlalchemy import (
     Boolean,
     ColumnElement,
+    Executable,
+    FromClause,
+    Row,
     Subquery,
     Uuid,
     and_,
@@ -44,6 +47,7 @@ from sqlalchemy import delete as sa_delete
 from sqlalchemy import insert as sa_insert
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import contains_eager, joinedload
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -343,12 +347,50 @@ async def delete_group(session: AsyncSession, user: User, group_id: int) -> None
 GROUPS: Final = UserGroup.__table__  # type: ignore[attr-defined]
 MEMBERSHIPS: Final = Membership.__table__  # type: ignore[attr-defined]
 LISTING_CALLER_ACTIVE: Final = "caller_is_active"
+LISTING_CALLER_SUPERUSER: Final = "caller_is_superuser"
 LISTING_GROUP_ID: Final = "allowed_group_id"
 LISTING_CALLER_ROLE: Final = "caller_role"
 LISTING_TOTAL: Final = "total"
 # The page's order, labelled apart from the items' own columns.
 _PAGE_JOINED_AT: Final = "page_joined_at"
 _PAGE_USER_ID: Final = "page_user_id"
+
+
+def listing_access(group_id: ColumnElement[Any]) -> FromClause:
+    """The access check of a group's listings, LATERAL to CALLER: one row (the group's id and
+    the caller's role, NULL for a superuser who is not a member) when the group exists and the
+    caller, active, is a member of it or a superuser; no row otherwise."""
+    access = MEMBERSHIPS.alias("access")
+    return (
+        sa_select(GROUPS.c.id.label("group_id"), access.c.role.label("role"))
+        .select_from(
+            GROUPS.outerjoin(
+                access,
+                and_(access.c.group_id == GROUPS.c.id, access.c.user_id == CALLER.c.id),
+            )
+        )
+        .where(
+            GROUPS.c.id == group_id,
+            CALLER.c.is_active,
+            or_(access.c.user_id.is_not(None), CALLER.c.is_superuser),
+        )
+        .lateral("allowed")
+    )
+
+
+def listing_caller_columns(
+    allowed: FromClause, *, with_superuser: bool
+) -> list[ColumnElement[Any]]:
+    """The columns that open each row of a listing: whether the caller is active (and a
+    superuser), and what `listing_access` found: the group, the caller's role in it."""
+    columns = [CALLER.c.is_active.label(LISTING_CALLER_ACTIVE)]
+    if with_superuser:
+        columns.append(CALLER.c.is_superuser.label(LISTING_CALLER_SUPERUSER))
+    return [
+        *columns,
+        allowed.c.group_id.label(LISTING_GROUP_ID),
+        allowed.c.role.label(LISTING_CALLER_ROLE),
+    ]
 
 
 @dataclass(frozen=True)
@@ -364,22 +406,7 @@ class Listing:
 def _listing_statement(
     item_columns: Callable[[Subquery], Sequence[ColumnElement[Any]]], *, by_role: bool
 ) -> SaSelect[Any]:
-    access = MEMBERSHIPS.alias("access")
-    allowed = (
-        sa_select(GROUPS.c.id.label("group_id"), access.c.role.label("role"))
-        .select_from(
-            GROUPS.outerjoin(
-                access,
-                and_(access.c.group_id == GROUPS.c.id, access.c.user_id == CALLER.c.id),
-            )
-        )
-        .where(
-            GROUPS.c.id == bindparam("group_id"),
-            CALLER.c.is_active,
-            or_(access.c.user_id.is_not(None), CALLER.c.is_superuser),
-        )
-        .lateral("allowed")
-    )
+    allowed = listing_access(bindparam("group_id"))
     in_group: list[ColumnElement[bool]] = [MEMBERSHIPS.c.group_id == bindparam("group_id")]
     if by_role:
         in_group.append(MEMBERSHIPS.c.role == bindparam("role", type_=MEMBERSHIPS.c.role.type))
@@ -410,9 +437,7 @@ def _listing_statement(
     )
     return (
         sa_select(
-            CALLER.c.is_active.label(LISTING_CALLER_ACTIVE),
-            allowed.c.group_id.label(LISTING_GROUP_ID),
-            allowed.c.role.label(LISTING_CALLER_ROLE),
+            *listing_caller_columns(allowed, with_superuser=False),
             counted.c[LISTING_TOTAL],
             *(column for column in page.c if column.key not in (_PAGE_JOINED_AT, _PAGE_USER_ID)),
             page.c[_PAGE_USER_ID],
@@ -514,27 +539,11 @@ async def list_users(
 # admin, or a superuser), and the page, in one statement. The page is a range of
 # ix_audit_event_group_id_occurred_at_id read backwards, after the cursor; its lateral runs
 # only for a caller who passed the check.
-LISTING_CALLER_SUPERUSER: Final = "caller_is_superuser"
 EVENT_READER_ROLES: Final = (GroupRole.OWNER, GroupRole.ADMIN)
 
 
 def _group_events_statement(*, after_cursor: bool) -> SaSelect[Any]:
-    access = MEMBERSHIPS.alias("access")
-    allowed = (
-        sa_select(GROUPS.c.id.label("group_id"), access.c.role.label("role"))
-        .select_from(
-            GROUPS.outerjoin(
-                access,
-                and_(access.c.group_id == GROUPS.c.id, access.c.user_id == CALLER.c.id),
-            )
-        )
-        .where(
-            GROUPS.c.id == bindparam("group_id"),
-            CALLER.c.is_active,
-            or_(access.c.user_id.is_not(None), CALLER.c.is_superuser),
-        )
-        .lateral("allowed")
-    )
+    allowed = listing_access(bindparam("group_id"))
     may_read = (
         allowed.c.group_id.is_not(None),
         or_(CALLER.c.is_superuser, allowed.c.role.in_(EVENT_READER_ROLES)),
@@ -566,10 +575,7 @@ def _group_events_statement(*, after_cursor: bool) -> SaSelect[Any]:
     )
     return (
         sa_select(
-            CALLER.c.is_active.label(LISTING_CALLER_ACTIVE),
-            CALLER.c.is_superuser.label(LISTING_CALLER_SUPERUSER),
-            allowed.c.group_id.label(LISTING_GROUP_ID),
-            allowed.c.role.label(LISTING_CALLER_ROLE),
+            *listing_caller_columns(allowed, with_superuser=True),
             *page.c,
         )
         .select_from(CALLER.outerjoin(allowed, true()).outerjoin(page, true()))
@@ -723,6 +729,26 @@ MEMBER_ROLE: Final = sa_select(MEMBERSHIPS.c.role).where(
 )
 
 
+async def insert_membership(
+    connection: AsyncConnection,
+    statement: Executable,
+    parameters: Mapping[str, Any],
+    *,
+    missing: type[GroupsError],
+) -> Row[Any]:
+    """Run a statement that inserts a membership and return its one row. An existing
+    membership is MembershipAlreadyExistsError; a row the membership refers to that is not
+    there (a foreign key violation) is `missing`."""
+    try:
+        return (await connection.execute(statement, parameters)).one()
+    except IntegrityError as error:
+        if is_unique_violation(error):
+            raise MembershipAlreadyExistsError from error
+        if is_foreign_key_violation(error):
+            raise missing from error
+        raise
+
+
 async def add_member(
     session: AsyncSession, user: User, group_id: int, data: MembershipCreate
 ) -> MemberPublic:
@@ -731,27 +757,19 @@ async def add_member(
     access = await authorize(session, user, group_id, GroupRole.ADMIN, lock=True)
     if data.role is GroupRole.OWNER and not access.allows(GroupRole.OWNER):
         raise InsufficientGroupRoleError
-    connection = await session.connection()
-    try:
-        row = (
-            await connection.execute(
-                ADD_MEMBER,
-                {
-                    "group_id": group_id,
-                    "user_id": data.user_id,
-                    "role": data.role,
-                    "joined_at": utc_now(),
-                    "actor_id": user.id,
-                },
-            )
-        ).one()
-    except IntegrityError as error:
-        if is_unique_violation(error):
-            raise MembershipAlreadyExistsError from error
-        if is_foreign_key_violation(error):
-            # No such account (or it was deleted meanwhile).
-            raise UserNotFoundError from error
-        raise
+    row = await insert_membership(
+        await session.connection(),
+        ADD_MEMBER,
+        {
+            "group_id": group_id,
+            "user_id": data.user_id,
+            "role": data.role,
+            "joined_at": utc_now(),
+            "actor_id": user.id,
+        },
+        # No such account (or it was deleted meanwhile).
+        missing=UserNotFoundError,
+    )
     return MemberPublic.model_validate(row._mapping)
 
 
@@ -825,11 +843,14 @@ __all__ = [
     "create_group",
     "delete_group",
     "get_group",
+    "insert_membership",
     "list_all_groups",
     "list_group_events",
     "list_groups_of",
     "list_members",
     "list_users",
+    "listing_access",
+    "listing_caller_columns",
     "remove_member",
     "role_at_least",
     "update_group",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import fields
 from importlib.metadata import version
 from typing import Any, Final
 
@@ -25,7 +26,7 @@ from roster_api.middleware import (
 )
 from roster_api.migrations import head_revision
 from roster_api.openapi import install_openapi
-from roster_api.settings import Settings, load_settings, variable_name
+from roster_api.settings import SECRET_FIELDS, Settings, load_settings, variable_name
 from roster_auth import (
     AuthConfig,
     LoggingMailer,
@@ -37,12 +38,7 @@ from roster_auth import (
 )
 from roster_db import EngineReader, create_engine, create_sessionmaker
 from roster_db.dependencies import READER_STATE, SESSIONMAKER_STATE
-from roster_groups import (
-    GroupsError,
-    InvitationConfig,
-    create_groups_router,
-    handle_groups_error,
-)
+from roster_groups import InvitationConfig, include_with_groups
 
 logger = logging.getLogger(__name__)
 
@@ -83,43 +79,33 @@ def build_mailer(settings: Settings) -> Mailer:
 
 
 def build_auth_config(settings: Settings) -> AuthConfig:
+    """Each AuthConfig field that has a setting of the same name takes it, the secrets with
+    their marked development values where they are unset; the mailer, the environment and the
+    throttle are built here, and the other fields keep roster-auth's defaults."""
+    settings_fields = Settings.model_fields
+    same_named = {
+        field.name: getattr(settings, field.name)
+        for field in fields(AuthConfig)
+        if field.name in settings_fields
+    }
     return AuthConfig(
-        access_token_secret=settings.secret("access_token_secret"),
-        reset_password_secret=settings.secret("reset_password_secret"),
-        verify_secret=settings.secret("verify_secret"),
-        access_token_lifetime_seconds=settings.access_token_lifetime_seconds,
-        cookie_token_lifetime_seconds=settings.cookie_token_lifetime_seconds,
-        refresh_token_lifetime_seconds=settings.refresh_token_lifetime_seconds,
-        refresh_token_idle_seconds=settings.refresh_token_idle_seconds,
-        cookie_secure=settings.cookie_secure,
-        cookie_samesite=settings.cookie_samesite,
-        registration_enabled=settings.registration_enabled,
-        public_base_url=settings.public_base_url,
+        **(same_named | {name: settings.secret(name) for name in SECRET_FIELDS}),
         mailer=build_mailer(settings),
         development=not settings.is_production,
-        max_concurrent_password_hashes=settings.max_concurrent_password_hashes,
-        max_waiting_password_hashes=settings.max_waiting_password_hashes,
-        password_hashing_niceness=settings.password_hashing_niceness,
-        refusal_pause_seconds=settings.refusal_pause_seconds,
         throttle=build_throttle_config(settings),
     )
 
 
 def build_throttle_config(settings: Settings) -> ThrottleConfig:
+    """Each limit from its setting `throttle_<field>`; the fields without a setting (the purge
+    interval, the clock) keep roster-auth's defaults."""
+    settings_fields = Settings.model_fields
     return ThrottleConfig(
-        enabled=settings.throttle_enabled,
-        login_window_seconds=settings.throttle_login_window_seconds,
-        login_failures_per_account_and_address=(
-            settings.throttle_login_failures_per_account_and_address
-        ),
-        login_failures_per_address=settings.throttle_login_failures_per_address,
-        login_failures_per_account=settings.throttle_login_failures_per_account,
-        registration_window_seconds=settings.throttle_registration_window_seconds,
-        registrations_per_address=settings.throttle_registrations_per_address,
-        registrations_per_email=settings.throttle_registrations_per_email,
-        mail_window_seconds=settings.throttle_mail_window_seconds,
-        mail_requests_per_address=settings.throttle_mail_requests_per_address,
-        mail_requests_per_email=settings.throttle_mail_requests_per_email,
+        **{
+            field.name: getattr(settings, setting)
+            for field in fields(ThrottleConfig)
+            if (setting := f"throttle_{field.name}") in settings_fields
+        }
     )
 
 
@@ -199,16 +185,7 @@ def create_app(
         openapi_tags=TAGS,
         lifespan=lifespan,
     )
-    for router in auth.routers():
-        app.include_router(router)
-    app.include_router(
-        create_groups_router(
-            auth.current_active_user,
-            auth.current_credentials,
-            invitation_config=build_invitation_config(settings, auth.config),
-        )
-    )
-    app.add_exception_handler(GroupsError, handle_groups_error)
+    include_with_groups(app, auth, invitation_config=build_invitation_config(settings, auth.config))
     app.include_router(create_health_router(expected_revision))
     app.state.auth = auth
 

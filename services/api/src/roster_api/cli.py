@@ -473,13 +473,10 @@ def print_seed_report(
     report: seed.SeedReport, *, sample: bool, settings: Settings, password: str
 ) -> None:
     table = Table("", "created", "already there")
-    table.add_row("users", str(report.users_created), str(report.users_existing))
-    table.add_row("groups", str(report.groups_created), str(report.groups_existing))
-    table.add_row("memberships", str(report.memberships_created), str(report.memberships_existing))
-    if sample:
-        table.add_row(
-            "invitations", str(report.invitations_created), str(report.invitations_existing)
-        )
+    for name, tally in report.tallies().items():
+        # Only the sample seeds invitations.
+        if name != "invitations" or sample:
+            table.add_row(name, str(tally.created), str(tally.existing))
     console.print(table)
     for note in report.notes:
         console.print(note, highlight=False)

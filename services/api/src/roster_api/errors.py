@@ -3,6 +3,7 @@ with UPPER_SNAKE codes. The service adds its own codes for what happens outside 
 
 from __future__ import annotations
 
+import enum
 import logging
 import math
 import re
@@ -25,11 +26,16 @@ from roster_db import is_database_unavailable, is_retryable, is_time_limit_excee
 
 logger = logging.getLogger(__name__)
 
-DATABASE_UNAVAILABLE: Final = "DATABASE_UNAVAILABLE"
-DATABASE_NOT_MIGRATED: Final = "DATABASE_NOT_MIGRATED"
-REQUEST_BODY_TOO_LARGE: Final = "REQUEST_BODY_TOO_LARGE"
-UNSUPPORTED_MEDIA_TYPE: Final = "UNSUPPORTED_MEDIA_TYPE"
-INTERNAL_SERVER_ERROR: Final = "INTERNAL_SERVER_ERROR"
+
+class ServiceErrorCode(enum.StrEnum):
+    """The service's own `detail` codes, beside FastAPI Users' `ErrorCode` and the groups'."""
+
+    DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
+    DATABASE_NOT_MIGRATED = "DATABASE_NOT_MIGRATED"
+    REQUEST_BODY_TOO_LARGE = "REQUEST_BODY_TOO_LARGE"
+    UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
+    INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+
 
 # How long a client should wait before retrying while the database is away.
 RETRY_AFTER_SECONDS: Final = 5
@@ -44,7 +50,7 @@ class ErrorBody(BaseModel):
 
 class RequestBodyTooLargeError(StarletteHTTPException):
     def __init__(self) -> None:
-        super().__init__(status.HTTP_413_CONTENT_TOO_LARGE, REQUEST_BODY_TOO_LARGE)
+        super().__init__(status.HTTP_413_CONTENT_TOO_LARGE, ServiceErrorCode.REQUEST_BODY_TOO_LARGE)
 
 
 @dataclass(frozen=True)
@@ -75,7 +81,7 @@ def error_response(
 def database_unavailable_response() -> JSONResponse:
     return error_response(
         status.HTTP_503_SERVICE_UNAVAILABLE,
-        DATABASE_UNAVAILABLE,
+        ServiceErrorCode.DATABASE_UNAVAILABLE,
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
 
@@ -137,7 +143,9 @@ def response_for_exception(exc: Exception, path: str) -> JSONResponse:
         )
         return database_unavailable_response()
     log_unhandled(exc, path)
-    return error_response(status.HTTP_500_INTERNAL_SERVER_ERROR, INTERNAL_SERVER_ERROR)
+    return error_response(
+        status.HTTP_500_INTERNAL_SERVER_ERROR, ServiceErrorCode.INTERNAL_SERVER_ERROR
+    )
 
 
 # What FastAPI answers (400) when reading a body fails other than by a JSON syntax error: nesting
@@ -219,15 +227,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 __all__ = [
-    "DATABASE_NOT_MIGRATED",
-    "DATABASE_UNAVAILABLE",
-    "INTERNAL_SERVER_ERROR",
-    "REQUEST_BODY_TOO_LARGE",
     "RETRY_AFTER_SECONDS",
-    "UNSUPPORTED_MEDIA_TYPE",
     "ErrorBody",
     "InputProblem",
     "RequestBodyTooLargeError",
+    "ServiceErrorCode",
     "allowed_methods",
     "database_unavailable_response",
     "error_response",

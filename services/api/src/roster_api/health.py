@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from roster_api.errors import DATABASE_NOT_MIGRATED, DATABASE_UNAVAILABLE, ErrorBody, error_response
+from roster_api.errors import ErrorBody, ServiceErrorCode, error_response
 from roster_db import SessionDep
 
 LIVE_PATH = "/health/live"
@@ -49,9 +49,12 @@ def create_health_router(expected_revision: str, timeout_seconds: float = 3.0) -
     not_ready: dict[int | str, dict[str, Any]] = {
         status.HTTP_503_SERVICE_UNAVAILABLE: {
             "model": ErrorBody,
-            "description": f"The database cannot be reached (`{DATABASE_UNAVAILABLE}`, with "
-            f"`Retry-After`) or is not at the code's migration revision "
-            f"(`{DATABASE_NOT_MIGRATED}`, with the reason).",
+            "description": (
+                "The database cannot be reached "
+                f"(`{ServiceErrorCode.DATABASE_UNAVAILABLE}`, with `Retry-After`) or is not at "
+                f"the code's migration revision (`{ServiceErrorCode.DATABASE_NOT_MIGRATED}`, "
+                "with the reason)."
+            ),
         }
     }
 
@@ -66,7 +69,7 @@ def create_health_router(expected_revision: str, timeout_seconds: float = 3.0) -
             return error_response(
                 status.HTTP_503_SERVICE_UNAVAILABLE,
                 {
-                    "code": DATABASE_NOT_MIGRATED,
+                    "code": ServiceErrorCode.DATABASE_NOT_MIGRATED,
                     "reason": f"the database {found}; this code needs {expected_revision} "
                     "(run `roster migrate upgrade`)",
                 },

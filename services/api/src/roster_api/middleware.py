@@ -20,10 +20,9 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from roster_api.errors import (
-    REQUEST_BODY_TOO_LARGE,
-    UNSUPPORTED_MEDIA_TYPE,
     InputProblem,
     RequestBodyTooLargeError,
+    ServiceErrorCode,
     error_response,
     response_for_exception,
 )
@@ -148,7 +147,24 @@ def urlencoded_problem(encoded: bytes, location: str) -> InputProblem | None:
     return InputProblem("string_nul", [location], NUL_MESSAGE)
 
 
-class RequestInputMiddleware:
+class HttpMiddleware:
+    """A pure ASGI middleware that handles HTTP requests (`handle`) and passes anything else
+    (lifespan, websockets) straight to the application."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        await self.handle(scope, receive, send)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class RequestInputMiddleware(HttpMiddleware):
     """Refuses, before any route sees it, input that no route can store or answer about.
 
     - 413 for a body larger than `max_body_size`: a declared `Content-Length` is refused before
@@ -167,13 +183,10 @@ class RequestInputMiddleware:
     costs every request."""
 
     def __init__(self, app: ASGIApp, max_body_size: int) -> None:
-        self.app = app
+        super().__init__(app)
         self.max_body_size = max_body_size
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         problem = self._target_problem(scope)
         if problem is not None:
             await problem.response()(scope, receive, send)
@@ -255,14 +268,16 @@ class RequestInputMiddleware:
 
 def _too_large() -> JSONResponse:
     # The rest of the body is never read: the connection cannot be reused.
-    return error_response(413, REQUEST_BODY_TOO_LARGE, headers={"Connection": "close"})
+    return error_response(
+        413, ServiceErrorCode.REQUEST_BODY_TOO_LARGE, headers={"Connection": "close"}
+    )
 
 
 def _unsupported_media_type(media_type: str) -> JSONResponse:
     return error_response(
         415,
         {
-            "code": UNSUPPORTED_MEDIA_TYPE,
+            "code": ServiceErrorCode.UNSUPPORTED_MEDIA_TYPE,
             "reason": f"{media_type} bodies are not accepted: send the media type the "
             "operation declares (application/json, or application/x-www-form-urlencoded "
             "for the login forms)",
@@ -283,14 +298,8 @@ class ResponseWatch:
         await self._send(message)
 
 
-class ErrorResponseMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+class ErrorResponseMiddleware(HttpMiddleware):
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         watch = ResponseWatch(send)
         try:
             await self.app(scope, receive, watch.send)
@@ -302,14 +311,8 @@ class ErrorResponseMiddleware:
             await response(scope, receive, send)
 
 
-class AccessLogMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+class AccessLogMiddleware(HttpMiddleware):
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         watch = ResponseWatch(send)
         try:

@@ -16,12 +16,7 @@ from typing import Any, Final
 
 from fastapi import FastAPI
 
-from roster_api.errors import (
-    DATABASE_UNAVAILABLE,
-    REQUEST_BODY_TOO_LARGE,
-    UNSUPPORTED_MEDIA_TYPE,
-    ErrorBody,
-)
+from roster_api.errors import ErrorBody, ServiceErrorCode
 from roster_api.health import LIVE_PATH
 
 HTTP_METHODS: Final = frozenset({"get", "put", "post", "delete", "patch", "head", "options"})
@@ -32,9 +27,18 @@ VALIDATION_ERROR_REF: Final = {"$ref": "#/components/schemas/HTTPValidationError
 
 SERVICE_ERRORS: Final = {
     "401": "Missing token or inactive user.",
-    "413": f"The request body is larger than the configured limit (`{REQUEST_BODY_TOO_LARGE}`).",
-    "415": f"A multipart body (`{UNSUPPORTED_MEDIA_TYPE}`): send the media type declared here.",
-    "503": f"The database cannot be reached (`{DATABASE_UNAVAILABLE}`, with `Retry-After`).",
+    "413": (
+        "The request body is larger than the configured limit "
+        f"(`{ServiceErrorCode.REQUEST_BODY_TOO_LARGE}`)."
+    ),
+    "415": (
+        f"A multipart body (`{ServiceErrorCode.UNSUPPORTED_MEDIA_TYPE}`): "
+        "send the media type declared here."
+    ),
+    "503": (
+        f"The database cannot be reached (`{ServiceErrorCode.DATABASE_UNAVAILABLE}`, "
+        "with `Retry-After`)."
+    ),
 }
 INPUT_ERROR_DESCRIPTION: Final = (
     "Validation Error: input no route can take, such as a NUL character in the path or the "

@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, cast
 
@@ -94,16 +94,28 @@ class SeedError(Exception):
 
 
 @dataclass
+class Tally:
+    """Rows of one kind: how many the seed wrote, and how many it found already there."""
+
+    created: int = 0
+    existing: int = 0
+
+
+@dataclass
 class SeedReport:
-    users_created: int = 0
-    users_existing: int = 0
-    groups_created: int = 0
-    groups_existing: int = 0
-    memberships_created: int = 0
-    memberships_existing: int = 0
-    invitations_created: int = 0
-    invitations_existing: int = 0
+    users: Tally = field(default_factory=Tally)
+    groups: Tally = field(default_factory=Tally)
+    memberships: Tally = field(default_factory=Tally)
+    invitations: Tally = field(default_factory=Tally)
     notes: list[str] = field(default_factory=list)
+
+    def tallies(self) -> dict[str, Tally]:
+        """Each kind of row by name, in the order they are written."""
+        return {
+            each.name: tally
+            for each in fields(self)
+            if isinstance(tally := getattr(self, each.name), Tally)
+        }
 
 
 Progress = Callable[[str, int], None]
@@ -137,8 +149,8 @@ async def seed_sample(settings: Settings, database_url: str, password: str) -> S
                     membership_table,
                     [{"group_id": group_id, "user_id": users[email].id, "role": role.value}],
                 )
-                report.memberships_created += created
-                report.memberships_existing += 1 - created
+                report.memberships.created += created
+                report.memberships.existing += 1 - created
         await _ensure_invitation(
             connection,
             settings,
@@ -169,7 +181,7 @@ async def _ensure_invitation(
         )
     )
     if pending is not None:
-        report.invitations_existing += 1
+        report.invitations.existing += 1
         return
     token = new_token()
     await connection.execute(
@@ -185,7 +197,7 @@ async def _ensure_invitation(
             expires_at=now + timedelta(seconds=settings.invitation_lifetime_seconds),
         )
     )
-    report.invitations_created += 1
+    report.invitations.created += 1
     report.notes.append(
         f"{sample.email} is invited into {sample.group} as {sample.role.value} (no mail sent)"
     )
@@ -204,7 +216,7 @@ async def _ensure_user(
     manager = auth.user_manager(session)
     existing = await manager.user_db.get_by_email(sample.email)
     if existing is not None:
-        report.users_existing += 1
+        report.users.existing += 1
         if sample.is_superuser and not existing.is_superuser:
             await manager.user_db.update(existing, {"is_superuser": True})
             report.notes.append(f"{existing.email} is a superuser again")
@@ -222,7 +234,7 @@ async def _ensure_user(
         )
     except InvalidPasswordException as error:
         raise SeedError(f"the seed password is refused: {error.reason}") from error
-    report.users_created += 1
+    report.users.created += 1
     return user
 
 
@@ -233,14 +245,14 @@ async def _ensure_group(
         select(group_table.c.id).where(func.lower(group_table.c.name) == sample.name.lower())
     )
     if existing is not None:
-        report.groups_existing += 1
+        report.groups.existing += 1
         return int(existing)
     created = await connection.execute(
         insert(group_table)
         .values(name=sample.name, description=sample.description)
         .returning(group_table.c.id)
     )
-    report.groups_created += 1
+    report.groups.created += 1
     return int(created.scalar_one())
 
 
@@ -327,7 +339,7 @@ async def seed_bulk(
             }
 
     async with one_off_engine(database_url) as engine:
-        report.users_created, report.users_existing = await _insert_in_batches(
+        report.users.created, report.users.existing = await _insert_in_batches(
             engine, user_table, user_rows(), "users", report_progress
         )
 
@@ -345,8 +357,8 @@ async def seed_bulk(
                 # .all(): a result has keys(), so dict() would take it for a mapping.
                 ids_by_name = dict(rows.tuples().all())
             group_ids.extend(ids_by_name[name] for name in names)
-            report.groups_created += created
-            report.groups_existing += len(batch) - created
+            report.groups.created += created
+            report.groups.existing += len(batch) - created
             report_progress("groups", len(batch))
 
         def membership_rows() -> Iterator[dict[str, Any]]:
@@ -357,7 +369,7 @@ async def seed_bulk(
                     "role": (GroupRole.OWNER if index < groups else GroupRole.MEMBER).value,
                 }
 
-        report.memberships_created, report.memberships_existing = await _insert_in_batches(
+        report.memberships.created, report.memberships.existing = await _insert_in_batches(
             engine, membership_table, membership_rows(), "memberships", report_progress
         )
     return report

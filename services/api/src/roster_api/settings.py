@@ -368,6 +368,7 @@ def load_settings(**overrides: Any) -> Settings:
 __all__ = [
     "DEVELOPMENT_SECRETS",
     "PRODUCTION_REFUSAL",
+    "SECRET_FIELDS",
     "Environment",
     "LogFormat",
     "Settings",
