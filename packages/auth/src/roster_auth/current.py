@@ -29,7 +29,7 @@ from typing import Annotated, Any, Final, cast
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security.base import SecurityBase
-from sqlalchemy import Row, Table, bindparam, func, select, update
+from sqlalchemy import ColumnElement, Row, Table, and_, bindparam, func, select, update
 from sqlalchemy.orm import make_transient_to_detached
 
 from roster_auth.backends import RequiredClaimsJWTStrategy
@@ -42,6 +42,17 @@ USERS: Final = cast(Table, User.__table__)
 TOKENS: Final = cast(Table, AccessToken.__table__)
 
 USER_BY_ID: Final = select(USERS).where(USERS.c.id == bindparam("user_id"))
+
+
+def _live_cookie_token(token: str, not_before: str) -> ColumnElement[bool]:
+    """The stored cookie token whose digest is `:token`, within the cookie's lifetime (created
+    at `:not_before` or later)."""
+    return and_(
+        TOKENS.c.token == bindparam(token, type_=TOKENS.c.token.type),
+        TOKENS.c.created_at >= bindparam(not_before, type_=TOKENS.c.created_at.type),
+    )
+
+
 # The cookie's session's `last_used_at`, written by the same statement that reads the user,
 # at most once per touch interval (`touch_before`): no statement more, and most requests write
 # nothing. The SELECT sees the row as it was before (one snapshot for the whole statement).
@@ -49,8 +60,7 @@ _TOUCH_COOKIE: Final = (
     update(TOKENS)
     .values(last_used_at=bindparam("now", type_=TOKENS.c.last_used_at.type))
     .where(
-        TOKENS.c.token == bindparam("token_hash", type_=TOKENS.c.token.type),
-        TOKENS.c.created_at >= bindparam("not_before", type_=TOKENS.c.created_at.type),
+        _live_cookie_token("token_hash", "not_before"),
         TOKENS.c.last_used_at < bindparam("touch_before", type_=TOKENS.c.last_used_at.type),
     )
     .returning(TOKENS.c.id)
@@ -59,10 +69,7 @@ _TOUCH_COOKIE: Final = (
 USER_BY_TOKEN: Final = (
     select(USERS)
     .join(TOKENS, TOKENS.c.user_id == USERS.c.id)
-    .where(
-        TOKENS.c.token == bindparam("token_hash", type_=TOKENS.c.token.type),
-        TOKENS.c.created_at >= bindparam("not_before", type_=TOKENS.c.created_at.type),
-    )
+    .where(_live_cookie_token("token_hash", "not_before"))
     .add_cte(_TOUCH_COOKIE)
 )
 
@@ -78,11 +85,7 @@ CALLER: Final = (
         USERS.c.id
         == func.coalesce(
             select(TOKENS.c.user_id)
-            .where(
-                TOKENS.c.token == bindparam("caller_token", type_=TOKENS.c.token.type),
-                TOKENS.c.created_at
-                >= bindparam("caller_not_before", type_=TOKENS.c.created_at.type),
-            )
+            .where(_live_cookie_token("caller_token", "caller_not_before"))
             .scalar_subquery(),
             bindparam("caller_jwt_user_id", type_=USERS.c.id.type),
         )

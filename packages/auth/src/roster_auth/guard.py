@@ -21,7 +21,7 @@ import anyio
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from roster_auth.errors import PASSWORD_HASHING_BUSY, retry_after_header
+from roster_auth.errors import PasswordHashingBusyError
 from roster_auth.hashing import BUSY_RETRY_AFTER_SECONDS
 
 if TYPE_CHECKING:
@@ -38,10 +38,10 @@ class PasswordTrafficGuard:
         self.pause_seconds = auth.config.refusal_pause_seconds
         self.hashing_routes = auth.hashing_routes()
         self.refusing_routes = auth.refusing_routes()
+        # The answer the hashing queue's own refusal gets (FastAPI's `{"detail": code}`).
+        busy = PasswordHashingBusyError(BUSY_RETRY_AFTER_SECONDS)
         self.busy = JSONResponse(
-            {"detail": PASSWORD_HASHING_BUSY},
-            status_code=503,
-            headers=retry_after_header(BUSY_RETRY_AFTER_SECONDS),
+            {"detail": busy.detail}, status_code=busy.status_code, headers=busy.headers
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
