@@ -1,7 +1,7 @@
 """roster-auth: users and authentication with FastAPI Users."""
 
 from roster_auth.auth import RosterAuth
-from roster_auth.config import AuthConfig, AuthConfigError, ThrottleConfig
+from roster_auth.config import AuthConfig, AuthConfigError, OAuthProvider, ThrottleConfig
 from roster_auth.current import CALLER, Credentials, CredentialsDependency, not_authenticated
 from roster_auth.dependencies import UserDependency, UserManagerDependency
 from roster_auth.errors import (
@@ -20,9 +20,17 @@ from roster_auth.mail import (
     SmtpMailer,
 )
 from roster_auth.manager import InvalidCurrentPasswordException, UserManager
-from roster_auth.models import AccessToken, RefreshToken, RefreshTokenFamily, ThrottleCounter, User
+from roster_auth.models import (
+    AccessToken,
+    OAuthAccount,
+    RefreshToken,
+    RefreshTokenFamily,
+    ThrottleCounter,
+    User,
+)
 from roster_auth.password import PasswordPolicy
 from roster_auth.schemas import (
+    OAuthAccountRead,
     SessionRead,
     TokenResponse,
     UserCreate,
@@ -48,6 +56,9 @@ __all__ = [
     "MailKind",
     "MailMessage",
     "Mailer",
+    "OAuthAccount",
+    "OAuthAccountRead",
+    "OAuthProvider",
     "OutboxMailer",
     "PasswordHashingBusyError",
     "PasswordPolicy",

@@ -32,7 +32,9 @@ from roster_auth.dependencies import UserDependency
 from roster_auth.errors import retry_later_responses
 from roster_auth.hashing import PasswordHashingQueue
 from roster_auth.manager import UserManager
-from roster_auth.models import User
+from roster_auth.models import OAuthAccount, User
+from roster_auth.oauth import ProviderClient, state_key
+from roster_auth.oauth_routes import OAuthRoutes, build_oauth_accounts_router
 from roster_auth.password import MAX_RAW_PASSWORD_LENGTH, NormalizingPasswordHelper
 from roster_auth.router import USERS_PREFIX, build_admin_router, build_users_router
 from roster_auth.session_routes import build_sessions_router, caller_session_dependency
@@ -63,6 +65,11 @@ class RosterAuth:
         self.throttle = Throttle(config.throttle, subject_key(config.access_token_secret))
         # Cookie sessions and refresh-token families.
         self.sessions = Sessions(config)
+        # Identity providers, each built (and, for OpenID Connect, discovered) when first used.
+        self.oauth_providers = [
+            ProviderClient(provider, config.oauth_timeout_seconds)
+            for provider in config.oauth_providers
+        ]
 
         # A plain function (not a generator), so that it may depend on the function-scoped
         # session, which commits before the response is sent.
@@ -105,7 +112,7 @@ class RosterAuth:
         """A user manager on `session`, for use outside a route (a command line, a seed
         script). Without `background_tasks`, mails are sent before each call returns."""
         return UserManager(
-            RosterUserDatabase(session, User),
+            RosterUserDatabase(session, User, OAuthAccount),
             self.password_helper,
             config=self.config,
             background_tasks=background_tasks,
@@ -130,11 +137,24 @@ class RosterAuth:
     def refusing_routes(self) -> frozenset[tuple[str, str]]:
         """The (method, path) of every route that may refuse password traffic (429 from a
         throttle, 503 from the hashing queue): the guard pauses their refusals."""
-        return self.hashing_routes() | {
-            ("POST", f"{AUTH_PREFIX}/forgot-password"),
-            ("POST", f"{AUTH_PREFIX}/request-verify-token"),
-            ("PATCH", f"{USERS_PREFIX}/me"),
+        callbacks = {
+            ("GET", f"{AUTH_PREFIX}{path}/callback")
+            for provider in self.oauth_providers
+            for path in (
+                f"/{provider.name}",
+                f"/{provider.name}{COOKIE_PREFIX}",
+                f"/associate/{provider.name}",
+            )
         }
+        return (
+            self.hashing_routes()
+            | callbacks
+            | {
+                ("POST", f"{AUTH_PREFIX}/forgot-password"),
+                ("POST", f"{AUTH_PREFIX}/request-verify-token"),
+                ("PATCH", f"{USERS_PREFIX}/me"),
+            }
+        )
 
     def routers(self) -> list[APIRouter]:
         """Every auth route, ready for `app.include_router`: `/auth/...`, `/users/...` and the
@@ -181,6 +201,18 @@ class RosterAuth:
         auth_router.include_router(
             build_verify_router(get_user_manager=self.get_user_manager, throttle=self.throttle)
         )
+        if self.oauth_providers:
+            oauth_routes = OAuthRoutes(
+                config=self.config,
+                state_key=state_key(self.config.access_token_secret),
+                sessions=self.sessions,
+                strategy=self.jwt_strategy,
+                cookie_backend=self.cookie_backend,
+                get_user_manager=self.get_user_manager,
+                current_active_user=self.current_active_user,
+                throttle=self.throttle,
+            )
+            auth_router.include_router(oauth_routes.router(self.oauth_providers))
         users_router = build_admin_router(self.get_user_manager, self.current_superuser)
         own_users_router = build_users_router(
             users, self.get_user_manager, self.current_active_user, self.current_active_user_row
@@ -195,6 +227,8 @@ class RosterAuth:
                 self.current_superuser,
             )
         )
+        if self.oauth_providers:
+            users_router.include_router(build_oauth_accounts_router(self.current_active_user))
         users_router.include_router(own_users_router)
         return [auth_router, users_router, build_events_router(self.current_credentials)]
 

@@ -1,10 +1,12 @@
 """Everything roster-auth needs to know, passed in by the application (never read from the
 environment here)."""
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Final, Literal
+from urllib.parse import urlsplit
 
 from fastapi_users.password import PasswordHelperProtocol
 from pydantic import SecretStr
@@ -75,6 +77,107 @@ class ThrottleConfig:
                 raise AuthConfigError(f"throttle {name} must be at least 1")
 
 
+GOOGLE_DISCOVERY_URL: Final = "https://accounts.google.com/.well-known/openid-configuration"
+# The path segment of a provider's routes (`/auth/{name}/...`): short, lower case, and not one
+# of the segments the auth routes already use.
+PROVIDER_NAME_PATTERN: Final = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+RESERVED_PROVIDER_NAMES: Final = frozenset(
+    {
+        "associate",
+        "cookie",
+        "forgot-password",
+        "jwt",
+        "register",
+        "request-verify-token",
+        "reset-password",
+        "verify",
+    }
+)
+_LOOPBACK_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class OAuthProvider:
+    """An identity provider users may sign in with (roster_auth.oauth). Build one with
+    `openid`, `google` or `github`.
+
+    `kind` says how the identity is read: "openid", an OpenID Connect provider found through
+    its discovery document (its userinfo gives `sub`, `email`, `email_verified`); "github",
+    GitHub's OAuth app API (the user's id, and their primary address with its `verified`)."""
+
+    name: str
+    kind: Literal["openid", "github"]
+    client_id: str
+    client_secret: Secret
+    discovery_url: str | None = None
+    scopes: tuple[str, ...] = ()
+
+    @classmethod
+    def openid(
+        cls,
+        *,
+        discovery_url: str,
+        client_id: str,
+        client_secret: Secret,
+        name: str = "oidc",
+        scopes: tuple[str, ...] = ("openid", "email"),
+    ) -> "OAuthProvider":
+        return cls(
+            name=name,
+            kind="openid",
+            client_id=client_id,
+            client_secret=client_secret,
+            discovery_url=discovery_url,
+            scopes=scopes,
+        )
+
+    @classmethod
+    def google(cls, *, client_id: str, client_secret: Secret) -> "OAuthProvider":
+        """Google, an OpenID Connect provider."""
+        return cls.openid(
+            discovery_url=GOOGLE_DISCOVERY_URL,
+            client_id=client_id,
+            client_secret=client_secret,
+            name="google",
+        )
+
+    @classmethod
+    def github(cls, *, client_id: str, client_secret: Secret) -> "OAuthProvider":
+        """GitHub, whose OAuth apps speak OAuth 2.0 without OpenID Connect. Read-only scopes:
+        the profile and the addresses (httpx-oauth's default, `user`, may write the profile)."""
+        return cls(
+            name="github",
+            kind="github",
+            client_id=client_id,
+            client_secret=client_secret,
+            scopes=("read:user", "user:email"),
+        )
+
+    def __post_init__(self) -> None:
+        if not PROVIDER_NAME_PATTERN.match(self.name) or self.name in RESERVED_PROVIDER_NAMES:
+            raise AuthConfigError(
+                f"OAuth provider name {self.name!r} must be 1 to 32 lower-case letters, digits "
+                f"or '-', starting with a letter, and none of {sorted(RESERVED_PROVIDER_NAMES)}"
+            )
+        if not self.client_id or not secret_value(self.client_secret):
+            raise AuthConfigError(f"OAuth provider {self.name!r} needs a client id and secret")
+        if self.kind == "openid":
+            if self.discovery_url is None:
+                raise AuthConfigError(f"OpenID provider {self.name!r} needs a discovery URL")
+            parts = urlsplit(self.discovery_url)
+            # The discovery document names every endpoint: read over plain HTTP, it could send
+            # the authorization code and the client secret anywhere. Loopback is for trying out.
+            if parts.scheme != "https" and not (
+                parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS
+            ):
+                raise AuthConfigError(
+                    f"OpenID provider {self.name!r}: the discovery URL must be https "
+                    "(http only on localhost)"
+                )
+            if "openid" not in self.scopes:
+                raise AuthConfigError(f"OpenID provider {self.name!r}: scopes must hold 'openid'")
+
+
 @dataclass(frozen=True, kw_only=True)
 class AuthConfig:
     # Separate secrets, so that a leaked reset-token secret cannot mint access tokens. Taken as
@@ -137,6 +240,18 @@ class AuthConfig:
     # statement itself, no statement more), so the listing is that precise and most requests
     # write nothing.
     session_touch_interval_seconds: int = 5 * 60
+    # Identity providers to sign in with (`/auth/{name}/...`); none by default.
+    oauth_providers: tuple[OAuthProvider, ...] = ()
+    # Whether a provider's identity may be linked to an existing account with the same email
+    # at its first sign-in. Only when the provider says it verified the address and the
+    # account verified it too: otherwise whoever registers the address at a provider (or
+    # here, first) would get the other's account.
+    oauth_associate_by_email: bool = False
+    # Each call to a provider (discovery, token exchange, userinfo) gives up after this long:
+    # 503 OAUTH_PROVIDER_UNAVAILABLE.
+    oauth_timeout_seconds: float = 5.0
+    # How long a sign-in may take at the provider, from the authorize URL to the callback.
+    oauth_state_lifetime_seconds: int = 10 * 60
     # The time that sessions (cookies and refresh tokens) are created, used and expire in;
     # tests pass their own.
     clock: Callable[[], datetime] = utc_now
@@ -150,6 +265,7 @@ class AuthConfig:
             "session_touch_interval_seconds": self.session_touch_interval_seconds,
             "reset_password_token_lifetime_seconds": self.reset_password_token_lifetime_seconds,
             "verify_token_lifetime_seconds": self.verify_token_lifetime_seconds,
+            "oauth_state_lifetime_seconds": self.oauth_state_lifetime_seconds,
         }
         for name, seconds in lifetimes.items():
             # FastAPI Users treats a lifetime of 0 as "never expires".
@@ -164,6 +280,11 @@ class AuthConfig:
         if not 0 <= self.refusal_pause_seconds < 1:
             # 1 s is the smallest `Retry-After`, and a refusal's answer must come within it.
             raise AuthConfigError("refusal_pause_seconds must be at least 0 and below 1")
+        names = [provider.name for provider in self.oauth_providers]
+        if len(set(names)) != len(names):
+            raise AuthConfigError(f"OAuth provider names must differ: {names}")
+        if not 0 < self.oauth_timeout_seconds <= 60:
+            raise AuthConfigError("oauth_timeout_seconds must be above 0 and at most 60")
         if self.cookie_samesite == "none" and not self.cookie_secure:
             raise AuthConfigError("cookie_samesite='none' requires cookie_secure=True")
         if not self.public_base_url.startswith(("https://", "http://")):

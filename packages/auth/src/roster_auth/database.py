@@ -29,7 +29,7 @@ from fastapi_users_db_sqlalchemy import SQLAlchemyUserDatabase
 from sqlalchemy import String, bindparam, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from roster_auth.models import EMAIL_UNIQUE_INDEX, User
+from roster_auth.models import EMAIL_UNIQUE_INDEX, IDENTITY_UNIQUE_CONSTRAINT, OAuthAccount, User
 from roster_auth.sessions import revoke_all_sessions
 from roster_db import constraint_name_of, is_unique_violation
 from roster_db.audit import (
@@ -54,6 +54,14 @@ DELETE_EVENT: Final = insert(audit_event).from_select(
     list(INSERT_EVENT_COLUMNS),
     select(*INSERT_EVENT_VALUES).select_from(_ACTING).where(_ACTING.c.setting.is_not(None)),
 )
+
+
+def _is_identity_or_email_taken(error: IntegrityError) -> bool:
+    return is_unique_violation(error) and constraint_name_of(error) in (
+        None,
+        EMAIL_UNIQUE_INDEX,
+        IDENTITY_UNIQUE_CONSTRAINT,
+    )
 
 
 def _is_email_taken(error: IntegrityError) -> bool:
@@ -96,14 +104,21 @@ class RosterUserDatabase(SQLAlchemyUserDatabase[User, uuid.UUID]):
     def _actor_id(self, subject_id: uuid.UUID) -> uuid.UUID | None:
         return subject_id if self.acting is Acting.SELF else self.acting
 
-    async def _record(self, subject_id: uuid.UUID, actions: list[AuditAction]) -> None:
+    async def _record(
+        self,
+        subject_id: uuid.UUID,
+        actions: list[AuditAction],
+        details: dict[str, Any] | None = None,
+    ) -> None:
         if not actions:
             return
         actor_id = self._actor_id(subject_id)
         await self.session.execute(
             INSERT_EVENT,
             [
-                event_parameters(action, actor_id=actor_id, subject_user_id=subject_id)
+                event_parameters(
+                    action, actor_id=actor_id, subject_user_id=subject_id, details=details
+                )
                 for action in actions
             ],
         )
@@ -167,6 +182,40 @@ class RosterUserDatabase(SQLAlchemyUserDatabase[User, uuid.UUID]):
         )
         await super().delete(user)
 
+    async def create_with_identity(
+        self, create_dict: dict[str, Any], oauth_name: str, account_id: str, account_email: str
+    ) -> User | None:
+        """A new account, linked to a provider's identity, in one commit; None when the
+        email or the identity was taken meanwhile (a concurrent sign-in: ask again)."""
+        user_id = uuid.uuid4()
+        await self._record(user_id, [AuditAction.USER_REGISTERED])
+        await self._record(user_id, [AuditAction.USER_OAUTH_LINKED], {"provider": oauth_name})
+        user = User(id=user_id, **create_dict)
+        self.session.add(user)
+        self.session.add(_oauth_account(user_id, oauth_name, account_id, account_email))
+        if not await self._commit_unless_taken():
+            return None
+        return user
+
+    async def link_identity(
+        self, user: User, oauth_name: str, account_id: str, account_email: str
+    ) -> bool:
+        """Link a provider's identity to the account; False when it was linked meanwhile (to
+        this account or another: ask again)."""
+        await self._record(user.id, [AuditAction.USER_OAUTH_LINKED], {"provider": oauth_name})
+        self.session.add(_oauth_account(user.id, oauth_name, account_id, account_email))
+        return await self._commit_unless_taken()
+
+    async def _commit_unless_taken(self) -> bool:
+        try:
+            await self.session.commit()
+        except IntegrityError as error:
+            await self.session.rollback()
+            if _is_identity_or_email_taken(error):
+                return False
+            raise
+        return True
+
     async def store_rehashed_password(self, user: User, hashed_password: str) -> User:
         """Store a stronger hash of the user's current password (made at login when the stored
         one is outdated). The password is the same, so the user's tokens stay valid."""
@@ -174,3 +223,16 @@ class RosterUserDatabase(SQLAlchemyUserDatabase[User, uuid.UUID]):
 
     def _revokes_tokens(self, update_dict: dict[str, Any]) -> bool:
         return "hashed_password" in update_dict or update_dict.get("is_active") is False
+
+
+def _oauth_account(
+    user_id: uuid.UUID, oauth_name: str, account_id: str, account_email: str
+) -> OAuthAccount:
+    # No provider token is kept (see OAuthAccount).
+    return OAuthAccount(
+        user_id=user_id,
+        oauth_name=oauth_name,
+        account_id=account_id,
+        account_email=account_email,
+        access_token="",
+    )

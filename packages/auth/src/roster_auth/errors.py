@@ -12,6 +12,7 @@ from fastapi_users.router.common import ErrorModel
 
 PASSWORD_HASHING_BUSY: Final = "PASSWORD_HASHING_BUSY"  # noqa: S105 (an error code)
 TOO_MANY_REQUESTS: Final = "TOO_MANY_REQUESTS"
+OAUTH_PROVIDER_UNAVAILABLE: Final = "OAUTH_PROVIDER_UNAVAILABLE"
 
 
 # The OpenAPI answers of a route for signed-in users, and of one for superusers.
@@ -65,6 +66,14 @@ class TooManyRequestsError(RetryLaterError):
     status_code_of_class = status.HTTP_429_TOO_MANY_REQUESTS
 
 
+class OAuthProviderUnavailableError(RetryLaterError):
+    """An identity provider did not answer in time, or answered with a server error: only
+    that provider's routes refuse."""
+
+    code = OAUTH_PROVIDER_UNAVAILABLE
+    status_code_of_class = status.HTTP_503_SERVICE_UNAVAILABLE
+
+
 _RETRY_AFTER: Final = {
     "Retry-After": {
         "description": "Seconds to wait before trying again.",
@@ -105,10 +114,12 @@ def retry_later_responses(
 
 
 __all__ = [
+    "OAUTH_PROVIDER_UNAVAILABLE",
     "PASSWORD_HASHING_BUSY",
     "SUPERUSER_RESPONSES",
     "TOO_MANY_REQUESTS",
     "UNAUTHORIZED_RESPONSES",
+    "OAuthProviderUnavailableError",
     "PasswordHashingBusyError",
     "RetryLaterError",
     "TooManyRequestsError",

@@ -29,6 +29,8 @@ from roster_auth.database import Acting, Actor, RosterUserDatabase
 from roster_auth.hashing import PasswordHashingQueue
 from roster_auth.mail import MailKind, MailMessage, deliver, link_with_token
 from roster_auth.models import User
+from roster_auth.oauth import Identity
+from roster_auth.password import has_usable_password, unusable_password
 from roster_auth.throttle import Throttle
 from roster_db.audit import AuditAction
 
@@ -59,6 +61,14 @@ class InvalidCurrentPasswordException(exceptions.FastAPIUsersException):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class IdentityLinkedElsewhere(exceptions.FastAPIUsersException):
+    """The provider's identity is linked to another account already."""
+
+
+class SignUpClosed(exceptions.FastAPIUsersException):
+    """A provider's identity belongs to no account, and registration is off."""
 
 
 def changes_credentials(user_update: schemas.BaseUserUpdate, user: User) -> bool:
@@ -194,7 +204,11 @@ class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):
 
     async def verify_password(self, password: str, hashed: str) -> tuple[bool, str | None]:
         """Whether `password` matches `hashed`, and a new hash when `hashed` is outdated
-        (computed as `hash_password` is)."""
+        (computed as `hash_password` is). Nothing matches an account that has no password
+        (one created through a provider), after as long as a verification takes."""
+        if not has_usable_password(hashed):
+            await self.hash_password(password)
+            return False, None
         return await self.hashing_queue.run(
             self.password_helper.verify_and_update,
             password,
@@ -242,6 +256,75 @@ class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):
             created_user = await self.user_db.create(user_dict)
         await self.on_after_register(created_user, request)
         return created_user
+
+    async def oauth_sign_in(
+        self, oauth_name: str, identity: Identity, request: Request | None = None
+    ) -> User:
+        """The account a provider's identity signs in to (the route refuses an inactive one):
+        the one it is linked to; else, at its first sign-in, an existing account with its
+        address, linked now, if `oauth_associate_by_email` allows it, the provider verified
+        the address, and so did the account (otherwise `UserAlreadyExists`: an account
+        registered by someone else with the address, unverified, must not be handed to the
+        provider's user, nor the reverse); else a new account, verified as the provider says,
+        with no usable password (forgot/reset sets one). FastAPI Users' `oauth_callback`,
+        with those rules, and no provider token stored."""
+        # Twice at most: a concurrent sign-in of the same identity may link or create first.
+        for _ in range(2):
+            user = await self.user_db.get_by_oauth_account(oauth_name, identity.account_id)
+            if user is not None:
+                return user
+            existing = await self.user_db.get_by_email(identity.email)
+            if existing is not None:
+                if not existing.is_active:
+                    raise exceptions.UserInactive()
+                if not (
+                    self.config.oauth_associate_by_email
+                    and identity.email_verified
+                    and existing.is_verified
+                ):
+                    raise exceptions.UserAlreadyExists()
+                with self.user_db.acting_as(Acting.SELF):
+                    linked = await self.user_db.link_identity(
+                        existing, oauth_name, identity.account_id, identity.email
+                    )
+                if linked:
+                    logger.info("user %s linked %s by its email", existing.id, oauth_name)
+                    return existing
+                continue
+            if not self.config.registration_enabled:
+                raise SignUpClosed()
+            with self.user_db.acting_as(Acting.SELF):
+                created = await self.user_db.create_with_identity(
+                    {
+                        "email": identity.email,
+                        "hashed_password": unusable_password(),
+                        "is_verified": identity.email_verified,
+                    },
+                    oauth_name,
+                    identity.account_id,
+                    identity.email,
+                )
+            if created is not None:
+                await self.on_after_register(created, request)
+                return created
+        raise exceptions.UserAlreadyExists()
+
+    async def oauth_link(self, user: User, oauth_name: str, identity: Identity) -> None:
+        """Link a provider's identity to the signed-in user; `IdentityLinkedElsewhere` when
+        it is another account's. Linking it again to the same user changes nothing."""
+        for _ in range(2):
+            linked = await self.user_db.get_by_oauth_account(oauth_name, identity.account_id)
+            if linked is not None:
+                if linked.id != user.id:
+                    raise IdentityLinkedElsewhere()
+                return
+            with self.user_db.acting_as(Acting.SELF):
+                if await self.user_db.link_identity(
+                    user, oauth_name, identity.account_id, identity.email
+                ):
+                    logger.info("user %s linked an identity at %s", user.id, oauth_name)
+                    return
+        raise IdentityLinkedElsewhere()
 
     async def _update(self, user: User, update_dict: dict[str, Any]) -> User:
         # FastAPI Users checks and hashes a new password here, for an update and a reset.

@@ -9,7 +9,10 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Final
 
-from fastapi_users_db_sqlalchemy import SQLAlchemyBaseUserTableUUID
+from fastapi_users_db_sqlalchemy import (
+    SQLAlchemyBaseOAuthAccountTableUUID,
+    SQLAlchemyBaseUserTableUUID,
+)
 from fastapi_users_db_sqlalchemy.access_token import SQLAlchemyBaseAccessTokenTableUUID
 from sqlalchemy import (
     CheckConstraint,
@@ -19,10 +22,11 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    UniqueConstraint,
     Uuid,
     func,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from roster_db import Base
 
@@ -47,10 +51,43 @@ class User(SQLAlchemyBaseUserTableUUID, Base):
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )
 
+    # Loaded only when asked for (`selectinload`): a lazy load would be a hidden statement,
+    # and under asyncio an error.
+    oauth_accounts: Mapped[list["OAuthAccount"]] = relationship(
+        lazy="raise", passive_deletes=True, back_populates="user"
+    )
+
     __table_args__ = (Index(EMAIL_UNIQUE_INDEX, func.lower(email), unique=True),)
 
     def __repr__(self) -> str:
         return f"User(id={self.id!s}, email={self.email!r})"
+
+
+IDENTITY_UNIQUE_CONSTRAINT: Final = "uq_oauth_account_identity"
+
+
+class OAuthAccount(SQLAlchemyBaseOAuthAccountTableUUID, Base):
+    """An identity at a provider (`oauth_name`: the provider's name in roster, `account_id`:
+    its subject) linked to an account, with the address the provider gave for it.
+
+    One identity belongs to one account at most, enforced by the database. roster keeps no
+    provider token: it signs in with the identity and never calls the provider's API on the
+    user's behalf, so `access_token` stays empty and `refresh_token`, `expires_at` NULL (the
+    columns are FastAPI Users' own, for applications that do)."""
+
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+    user: Mapped[User] = relationship(lazy="raise", back_populates="oauth_accounts")
+
+    __table_args__ = (
+        UniqueConstraint("oauth_name", "account_id", name=IDENTITY_UNIQUE_CONSTRAINT),
+        # A user's identities: listed, counted before an unlink.
+        Index("ix_oauth_account_user_id", "user_id"),
+    )
+
+    def __repr__(self) -> str:
+        return f"OAuthAccount(id={self.id!s}, oauth_name={self.oauth_name!r})"
 
 
 TOKEN_DIGEST_LENGTH: Final = 64  # SHA-256, hex

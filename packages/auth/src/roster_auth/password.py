@@ -17,6 +17,7 @@
 - no periodic expiry, no hints, no security questions (none exist here).
 """
 
+import secrets
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -124,6 +125,20 @@ class PasswordPolicy:
         return None
 
 
+# What an account created through an identity provider stores instead of a hash: no
+# hasher recognises it, so no password verifies against it until one is set (forgot/reset).
+# The random part keeps two such accounts' values apart, as hashes are.
+UNUSABLE_PASSWORD_PREFIX: Final = "!"  # noqa: S105 - a marker, not a password
+
+
+def unusable_password() -> str:
+    return UNUSABLE_PASSWORD_PREFIX + secrets.token_urlsafe(32)
+
+
+def has_usable_password(hashed_password: str) -> bool:
+    return not hashed_password.startswith(UNUSABLE_PASSWORD_PREFIX)
+
+
 class NormalizingPasswordHelper:
     """Wraps a password helper so that passwords are NFKC-normalised before hashing and
     verifying."""
@@ -147,7 +162,10 @@ __all__ = [
     "MAX_PASSWORD_LENGTH",
     "MAX_RAW_PASSWORD_LENGTH",
     "NFKC_MAX_CONTRACTION",
+    "UNUSABLE_PASSWORD_PREFIX",
     "NormalizingPasswordHelper",
     "PasswordPolicy",
+    "has_usable_password",
     "normalize_password",
+    "unusable_password",
 ]

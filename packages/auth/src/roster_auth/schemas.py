@@ -5,7 +5,14 @@ from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
 from fastapi_users import schemas
-from pydantic import BaseModel, Field, StrictBool, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    model_validator,
+)
 
 from roster_auth.models import DISPLAY_NAME_MAX_LENGTH
 from roster_auth.password import MAX_PASSWORD_LENGTH, MAX_RAW_PASSWORD_LENGTH
@@ -136,3 +143,15 @@ class SessionRead(BaseModel):
     user_agent: str | None = Field(description="As sent when the session began.")
     client_address: str | None = Field(description="As seen when the session began.")
     current: bool = Field(description="Whether this request comes from this session.")
+
+
+class OAuthAccountRead(BaseModel):
+    """An identity at a provider that the user signs in with."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID = Field(description="Names the link in `DELETE /users/me/oauth-accounts/{id}`.")
+    oauth_name: str = Field(description="The provider, as named in its routes (`/auth/{name}`).")
+    account_id: str = Field(description="The user's subject at the provider.")
+    account_email: str = Field(description="The address the provider gave when it was linked.")
+    created_at: datetime

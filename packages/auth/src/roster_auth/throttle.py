@@ -164,6 +164,30 @@ class Throttle:
         self._refuse_login(counts, now)
         return attempt
 
+    async def check_sign_in(self, request: Request) -> LoginAttempt:
+        """Before an identity provider's callback is handled: raises `TooManyRequestsError`
+        when this client address has failed too many logins (of any kind) in the window.
+        A callback carries no password to guess, so only its address is counted: each
+        failure (a bad state, a refused code, an account it may not use) counts as a failed
+        login of the address."""
+        subjects = (self._subject(Scope.LOGIN_ADDRESS, client_address(request)),)
+        attempt = LoginAttempt(self, request, subjects)
+        if not self.config.enabled:
+            return attempt
+        now = self.config.clock()
+        query = select(ThrottleCounter.count, ThrottleCounter.window_ends_at).where(
+            ThrottleCounter.scope == subjects[0].scope,
+            ThrottleCounter.subject == subjects[0].digest,
+            ThrottleCounter.window_ends_at > now,
+        )
+        async with _counter_connection(request) as connection:
+            row = (await connection.execute(query)).first()
+        if row is not None:
+            count, window_ends_at = row
+            if count >= self.config.login_failures_per_address:
+                self._refuse("sign-in", window_ends_at, now)
+        return attempt
+
     async def count_registration(self, request: Request, email: str) -> None:
         """Count a registration attempt, whatever its outcome; raises
         `TooManyRequestsError` when the address or the email is over its limit."""
@@ -313,7 +337,7 @@ class LoginAttempt:
     """One password verification that `Throttle.check_login` let through: say how it went."""
 
     def __init__(
-        self, throttle: Throttle, request: Request, subjects: tuple[_Subject, _Subject, _Subject]
+        self, throttle: Throttle, request: Request, subjects: tuple[_Subject, ...]
     ) -> None:
         self._throttle = throttle
         self._request = request
@@ -322,8 +346,9 @@ class LoginAttempt:
         self.failed_before = False
 
     async def failed(self) -> None:
-        """The password was wrong (or the account unknown or inactive): count it for the
-        account and address, the address, and the account."""
+        """The password was wrong (or the account unknown or inactive): count it for each
+        subject (the account and address, the address, and the account; a provider's
+        callback: the address)."""
         throttle = self._throttle
         if throttle.config.enabled:
             await throttle._record(

@@ -96,6 +96,8 @@ class AuditAction(enum.StrEnum):
     USER_DEACTIVATED = "user.deactivated"
     USER_DELETED = "user.deleted"
     USER_MADE_SUPERUSER = "user.made_superuser"
+    USER_OAUTH_LINKED = "user.oauth_linked"
+    USER_OAUTH_UNLINKED = "user.oauth_unlinked"
 
 
 ACTION_MAX_LENGTH: Final = 64
