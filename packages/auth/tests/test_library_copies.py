@@ -80,6 +80,28 @@ COPIES: Final = (
         "roster_auth.router:build_users_router",
         "b7bb17cb4098a6c55797a14952cdc1cf53d4c98a3fb1331f13eff6f733362354",
     ),
+    # Sign-in through a provider: the library's routes and account rules, rewritten with
+    # the state checked before the code is used, PKCE, and the email-verification rules.
+    LibraryCopy(
+        "fastapi_users.router.oauth:get_oauth_router",
+        "roster_auth.oauth_routes:OAuthRoutes._sign_in_router",
+        "ee42ece00e9f53390c83ddc0fda91dd6391c52a68c0b526f1d18f52794cd1c46",
+    ),
+    LibraryCopy(
+        "fastapi_users.router.oauth:get_oauth_associate_router",
+        "roster_auth.oauth_routes:OAuthRoutes._associate_router",
+        "84f034b6662e4efeebcf3c82d30d2d89fae8c9388b45c47362cd870e8faaad8a",
+    ),
+    LibraryCopy(
+        "fastapi_users.manager:BaseUserManager.oauth_callback",
+        "roster_auth.manager:UserManager.oauth_sign_in",
+        "e61f264ed933951e21d329de1dadf1dbf3b511d848ecf7f6046e13e54842135c",
+    ),
+    LibraryCopy(
+        "fastapi_users.manager:BaseUserManager.oauth_associate_callback",
+        "roster_auth.manager:UserManager.oauth_link",
+        "e5f83e05058c4982f4b32496007b20d7920503cf32364693190cc4241135bc7d",
+    ),
 )
 
 # Our subclasses of FastAPI Users' classes: a method of theirs that one of ours replaces
