@@ -2,6 +2,7 @@
 the provider, and every sign-in runs the whole flow (the authorization URL, the provider's
 authorization, the callback with its code and state, the token exchange, userinfo)."""
 
+import asyncio
 import time
 import uuid
 import warnings
@@ -174,6 +175,40 @@ async def test_a_first_sign_in_creates_a_verified_account_without_a_password(
             .order_by(audit_event.c.id)
         )
         assert list(actions) == [AuditAction.USER_REGISTERED, AuditAction.USER_OAUTH_LINKED]
+
+
+async def test_racing_first_sign_ins_of_one_identity_make_one_account(
+    serve_with: ServeWith,
+    oauth_config: AuthConfig,
+    provider_url: str,
+    committing_sessionmaker: Sessionmaker,
+) -> None:
+    # Sessions that really commit, each request its own: the race is the database's.
+    async with serve_with(oauth_config, committing_sessionmaker) as app:
+        callbacks = []
+        for _ in range(3):
+            callback = await authorize(
+                app, provider_url, "race-1", email="rosa@example.org", email_verified=True
+            )
+            callbacks.append((callback, app.cookies[CSRF_TOKEN_COOKIE_NAME]))
+        app.cookies.clear()
+        responses = await asyncio.gather(
+            *(
+                app.get(
+                    "/auth/oidc/callback",
+                    params=callback,
+                    headers={"Cookie": f"{CSRF_TOKEN_COOKIE_NAME}={cookie}"},
+                )
+                for callback, cookie in callbacks
+            )
+        )
+        assert [response.status_code for response in responses] == [200, 200, 200]
+        users = {
+            (await app.get("/users/me", headers=bearer(answer.json()["access_token"]))).json()["id"]
+            for answer in responses
+        }
+    assert len(users) == 1
+    assert await identities(committing_sessionmaker, "rosa@example.org") == ["oidc"]
 
 
 async def test_an_unverified_address_gives_an_unverified_account_and_a_verification_mail(
