@@ -426,7 +426,8 @@ class OAuthRoutes:
         return router
 
     def _forget_csrf_cookie(self, response: Response) -> None:
-        # One sign-in per CSRF token: the state it matched cannot be replayed from here.
+        # One sign-in per CSRF token in this browser. A replay that keeps the cookie reaches
+        # the provider, which refuses the used code (and PKCE binds the code to the cookie).
         response.delete_cookie(
             CSRF_TOKEN_COOKIE_NAME,
             path=CSRF_COOKIE_PATH,
