@@ -80,8 +80,9 @@ def build_mailer(settings: Settings) -> Mailer:
 
 def build_auth_config(settings: Settings) -> AuthConfig:
     """Each AuthConfig field that has a setting of the same name takes it, the secrets with
-    their marked development values where they are unset; the mailer, the environment and the
-    throttle are built here, and the other fields keep roster-auth's defaults."""
+    their marked development values where they are unset; the mailer, the environment, the
+    throttle and the identity providers (from their `oidc_*`, `github_*`, `google_*` settings)
+    are built here, and the other fields keep roster-auth's defaults."""
     settings_fields = Settings.model_fields
     same_named = {
         field.name: getattr(settings, field.name)
@@ -93,6 +94,7 @@ def build_auth_config(settings: Settings) -> AuthConfig:
         mailer=build_mailer(settings),
         development=not settings.is_production,
         throttle=build_throttle_config(settings),
+        oauth_providers=settings.oauth_providers(),
     )
 
 

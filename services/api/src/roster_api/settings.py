@@ -6,17 +6,23 @@ The secrets are checked here and only here (roster-auth takes them as given): a 
 must be at least 32 bytes, counted in UTF-8 as the HS256 key it becomes, and differ from the
 others; production also refuses a missing or placeholder one. The message names the variable to
 fix.
+
+Identity providers (OpenID Connect, GitHub, Google) are configured by their variables: all of a
+provider's or none, in every environment, and checked here by roster-auth's own `OAuthProvider`,
+so that a refusal names the variables instead of failing later with a traceback.
 """
 
 from __future__ import annotations
 
 import enum
+import re
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from roster_auth import AuthConfigError, OAuthProvider
 from roster_db.embedded import asyncpg_url
 
 ENV_PREFIX: Final = "ROSTER_"
@@ -49,6 +55,17 @@ DEVELOPMENT_SECRETS: Final = {
     "verify_secret": "development-verify-secret-never-use-in-production",
 }
 SECRET_FIELDS: Final = tuple(DEVELOPMENT_SECRETS)
+
+# Each identity provider's settings that must be set together.
+OAUTH_PROVIDER_FIELDS: Final = {
+    "OpenID Connect": ("oidc_discovery_url", "oidc_client_id", "oidc_client_secret"),
+    "GitHub": ("github_client_id", "github_client_secret"),
+    "Google": ("google_client_id", "google_client_secret"),
+}
+# Settings with defaults that only mean something with a provider: set without it, they are
+# a partial set too (a forgotten variable), not ignored.
+OAUTH_PROVIDER_OPTIONS: Final = {"OpenID Connect": ("oidc_name", "oidc_scopes")}
+_SCOPE_SEPARATORS: Final = re.compile(r"[\s,]+")
 
 
 class Environment(enum.StrEnum):
@@ -187,6 +204,23 @@ class Settings(BaseSettings):
     throttle_mail_requests_per_address: int = Field(default=10, ge=1)
     throttle_mail_requests_per_email: int = Field(default=3, ge=1)
 
+    # Identity providers to sign in with (roster_auth.oauth): each one is configured when its
+    # variables are set, all of them (OAUTH_PROVIDER_FIELDS). The name is the path segment of
+    # the generic OpenID Connect provider's routes (/auth/{name}/...).
+    oidc_discovery_url: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_name: str = "oidc"
+    oidc_scopes: Annotated[tuple[str, ...], NoDecode] = ("openid", "email")
+    github_client_id: str | None = None
+    github_client_secret: SecretStr | None = None
+    google_client_id: str | None = None
+    google_client_secret: SecretStr | None = None
+    # Off: a provider's identity never takes over an existing account with its address.
+    oauth_associate_by_email: bool = False
+    # Each call to a provider; roster-auth allows up to a minute.
+    oauth_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+
     # Mail: SMTP when a host is set; otherwise development logs whole mails and production
     # logs only that a mail was due.
     smtp_host: str | None = None
@@ -245,9 +279,30 @@ class Settings(BaseSettings):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
 
-    @field_validator("forwarded_allow_ips", mode="before")
+    @field_validator("oidc_scopes", mode="before")
+    @classmethod
+    def _split_scopes(cls, value: Any) -> Any:
+        # OAuth separates scopes with spaces; commas are accepted too, as in ROSTER_CORS_ORIGINS.
+        if isinstance(value, str):
+            return tuple(scope for scope in _SCOPE_SEPARATORS.split(value) if scope)
+        return value
+
+    @field_validator(
+        "forwarded_allow_ips",
+        "oidc_discovery_url",
+        "oidc_client_id",
+        "oidc_client_secret",
+        "github_client_id",
+        "github_client_secret",
+        "google_client_id",
+        "google_client_secret",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
+        # docker compose passes an unset `${VARIABLE:-}` as an empty string.
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
         return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("log_level", mode="before")
@@ -267,13 +322,48 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _is_configured(self) -> Settings:
+        # Refused in every environment, so not under the production refusal.
+        messages = self._oauth_problems()
         problems = self._secret_problems()
         if self.is_production:
             problems.extend(self._production_problems())
         if problems:
             refusal = f"{PRODUCTION_REFUSAL}: " if self.is_production else ""
-            raise ValueError(refusal + "; ".join(problems))
+            messages.append(refusal + "; ".join(problems))
+        if messages:
+            raise ValueError("; ".join(messages))
         return self
+
+    def _oauth_problems(self) -> list[str]:
+        problems: list[str] = []
+        for provider, names in OAUTH_PROVIDER_FIELDS.items():
+            missing = [variable_name(name) for name in names if getattr(self, name) is None]
+            options = OAUTH_PROVIDER_OPTIONS.get(provider, ())
+            partial = len(missing) < len(names) or not self.model_fields_set.isdisjoint(options)
+            if missing and partial:
+                problems.append(
+                    f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: "
+                    f"the {provider} provider needs "
+                    f"{' and '.join(variable_name(name) for name in names)}, or none of them"
+                )
+        if problems:
+            return problems
+        try:
+            providers = self.oauth_providers()
+        except AuthConfigError as error:
+            # Only the OpenID Connect provider takes values that roster-auth can refuse; its
+            # message says which and why.
+            return [
+                f"{variable_name('oidc_name')}, {variable_name('oidc_discovery_url')} or "
+                f"{variable_name('oidc_scopes')} is refused: {error}"
+            ]
+        provider_names = [provider.name for provider in providers]
+        if len(set(provider_names)) != len(provider_names):
+            problems.append(
+                f"{variable_name('oidc_name')} {self.oidc_name!r} is the name of another "
+                "configured provider: choose another"
+            )
+        return problems
 
     def _secret_problems(self) -> list[str]:
         problems: list[str] = []
@@ -334,6 +424,38 @@ class Settings(BaseSettings):
         """The variables left unset, for which the marked development values stand in."""
         return [variable_name(name) for name in SECRET_FIELDS if getattr(self, name) is None]
 
+    def oauth_providers(self) -> tuple[OAuthProvider, ...]:
+        """The identity providers whose variables are set (the validator has refused a partial
+        set): the OpenID Connect provider, GitHub, Google, in that order."""
+        providers: list[OAuthProvider] = []
+        if (
+            self.oidc_discovery_url is not None
+            and self.oidc_client_id is not None
+            and self.oidc_client_secret is not None
+        ):
+            providers.append(
+                OAuthProvider.openid(
+                    discovery_url=self.oidc_discovery_url,
+                    client_id=self.oidc_client_id,
+                    client_secret=self.oidc_client_secret,
+                    name=self.oidc_name,
+                    scopes=self.oidc_scopes,
+                )
+            )
+        if self.github_client_id is not None and self.github_client_secret is not None:
+            providers.append(
+                OAuthProvider.github(
+                    client_id=self.github_client_id, client_secret=self.github_client_secret
+                )
+            )
+        if self.google_client_id is not None and self.google_client_secret is not None:
+            providers.append(
+                OAuthProvider.google(
+                    client_id=self.google_client_id, client_secret=self.google_client_secret
+                )
+            )
+        return tuple(providers)
+
     def database_url_value(self) -> str | None:
         return self.database_url.get_secret_value() if self.database_url is not None else None
 
@@ -367,6 +489,7 @@ def load_settings(**overrides: Any) -> Settings:
 
 __all__ = [
     "DEVELOPMENT_SECRETS",
+    "OAUTH_PROVIDER_FIELDS",
     "PRODUCTION_REFUSAL",
     "SECRET_FIELDS",
     "Environment",
