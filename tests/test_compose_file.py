@@ -174,18 +174,30 @@ def test_image_build_passes_the_base_images_through_with_the_dockerfile_defaults
         assert value == f"${{{name}:-{dockerfile_defaults[name]}}}"
 
 
+# Secrets of optional features: absent (empty) turns the feature off, so they may be empty,
+# and nothing else (an identity provider's client secret).
+OPTIONAL_SECRETS = frozenset(
+    {"ROSTER_OIDC_CLIENT_SECRET", "ROSTER_GITHUB_CLIENT_SECRET", "ROSTER_GOOGLE_CLIENT_SECRET"}
+)
+
+
 def test_every_secret_is_required_and_never_defaulted(compose: dict[str, Any]) -> None:
     secrets = [ref for ref in interpolations(compose) if SECRET_NAME.search(ref[0])]
-    assert {name for name, _, _ in secrets} == {
+    required = [ref for ref in secrets if ref[0] not in OPTIONAL_SECRETS]
+    assert {name for name, _, _ in required} == {
         "POSTGRES_PASSWORD",
         "ROSTER_ACCESS_TOKEN_SECRET",
         "ROSTER_RESET_PASSWORD_SECRET",
         "ROSTER_VERIFY_SECRET",
     }
-    for name, operator, message in secrets:
+    for name, operator, message in required:
         # `:?` also refuses an empty value, which is what a copied .env.example holds.
         assert operator == ":?", f"{name} must be required with ${{{name}:?...}}"
         assert ".env" in message, f"the error for {name} should say where to set it"
+    optional = [ref for ref in secrets if ref[0] in OPTIONAL_SECRETS]
+    assert {name for name, _, _ in optional} == OPTIONAL_SECRETS
+    for name, operator, default in optional:
+        assert (operator, default) == (":-", ""), f"{name} may default to empty, nothing else"
 
 
 def test_every_other_variable_has_one_default(compose: dict[str, Any]) -> None:
