@@ -61,6 +61,17 @@ def test_fields_named_like_secrets_are_blanked() -> None:
     assert event["user"] == "u"
 
 
+@pytest.mark.parametrize("name", ["httpx", "httpcore"])
+def test_the_providers_http_client_stays_quiet_even_at_debug(name: str) -> None:
+    # httpcore's debug lines carry request headers: a provider's access token, a client secret.
+    try:
+        configure_logging("DEBUG", LogFormat.JSON)
+        assert logging.getLogger(name).getEffectiveLevel() == logging.WARNING
+        assert logging.getLogger("roster_auth").getEffectiveLevel() == logging.DEBUG
+    finally:
+        configure_logging("INFO", LogFormat.CONSOLE)
+
+
 def test_a_traceback_stays_inside_one_json_line() -> None:
     try:
         raise ValueError("broken")

@@ -30,6 +30,10 @@ _QUIET_LOGGERS: Final = {
     "uvicorn.access": logging.WARNING,
     "sqlalchemy.engine": logging.WARNING,
     "aiosmtplib": logging.WARNING,
+    # The identity providers' HTTP client: httpcore's debug lines carry the request headers
+    # (a provider's access token, the client secret in Basic auth), httpx's info lines every URL.
+    "httpx": logging.WARNING,
+    "httpcore": logging.WARNING,
 }
 
 
