@@ -57,9 +57,9 @@ class Mode:
     # moment for waiting logins to pile up).
     flood_connections: int = 64
     # The login scenario measures admitted logins: as many connections as one roster process
-    # hashes and queues (max_concurrent_password_hashes 2 + max_waiting_password_hashes 4, the
+    # hashes and queues (max_concurrent_password_hashes 1 + max_waiting_password_hashes 4, the
     # defaults); more would measure the queue's 503s, which login-flood does.
-    login_connections: int = 6
+    login_connections: int = 5
     probe_connections: int = 4
     flood_lead_s: float = 2
 

@@ -45,7 +45,7 @@ def test_every_throttle_setting_reaches_the_auth_config() -> None:
 def test_defaults_match_the_library_defaults() -> None:
     config = build_auth_config(make_settings())
     assert asdict(config.throttle) == asdict(ThrottleConfig())
-    assert (config.max_concurrent_password_hashes, config.max_waiting_password_hashes) == (2, 4)
+    assert (config.max_concurrent_password_hashes, config.max_waiting_password_hashes) == (1, 4)
 
 
 async def test_too_many_failed_logins_are_429_in_the_service_error_shape(

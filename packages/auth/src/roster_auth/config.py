@@ -212,15 +212,16 @@ class AuthConfig:
     # None keeps FastAPI Users' strong default (Argon2id, bcrypt hashes still verified).
     # Only tests should pass a cheaper one.
     password_helper: PasswordHelperProtocol | None = None
-    # Hashes run in worker threads, at most this many at once per application: each Argon2id
-    # hash of the default takes 64 MiB and a core for 100 ms or more, so a burst of logins
-    # gains nothing from more, and would otherwise also take every thread of the pool that
-    # FastAPI shares with other work.
-    max_concurrent_password_hashes: int = 2
+    # Hashes run in worker threads, at most this many at once per application. One Argon2id
+    # hash of the default (64 MiB, 3 passes, 4 lanes) already runs its 4 lanes in threads of
+    # their own, on up to 4 cores: under a flood of logins, a second one at once on 2 cores
+    # bought a quarter more hashes a second and took the event loop's core from every other
+    # request (bench/NOTES.md: the reads' p99 beside the flood 1.8x to 3.9x, against 1.9x to
+    # 2.4x with one). Raise it with the cores (and `workers`).
+    max_concurrent_password_hashes: int = 1
     # Requests that may wait for a hashing slot; one more is answered at once with 503
-    # PASSWORD_HASHING_BUSY and Retry-After. A process hashes 4 to 8 passwords a second at the
-    # default cost on two cores, so the last of 4 waiting behind 2 slots is served within one
-    # to two seconds.
+    # PASSWORD_HASHING_BUSY and Retry-After. A process hashes 3 to 4 passwords a second at the
+    # default cost on two cores, so the last of 4 waiting is served within one to two seconds.
     max_waiting_password_hashes: int = 4
     # The nice value (0 to 19) of the hashing threads, Linux only: the worker's event loop,
     # which serves every other request, comes first on the core they share.

@@ -182,7 +182,7 @@ class Settings(BaseSettings):
     invitation_accept_path: str = Field(default="/invitations/accept", pattern=r"^/")
     # Password hashing, per process: hashes at once, and requests that may wait for one
     # (beyond them: 503 PASSWORD_HASHING_BUSY at once).
-    max_concurrent_password_hashes: int = Field(default=2, ge=1)
+    max_concurrent_password_hashes: int = Field(default=1, ge=1)
     max_waiting_password_hashes: int = Field(default=4, ge=0)
     # The hashing threads' nice value (Linux), and how long a refusal of password traffic
     # (429, 503) is held before it is sent (see roster_auth.AuthConfig).
