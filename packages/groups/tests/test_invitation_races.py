@@ -24,6 +24,7 @@ from .conftest import (
     invitation_config_for_tests,
     make_people,
     serve,
+    until_waiting_for_locks,
 )
 
 CONTENDERS = 8
@@ -101,7 +102,7 @@ async def test_racing_accepts_of_one_token_make_one_membership(
             )
             for _ in range(CONTENDERS)
         ]
-        await asyncio.sleep(0.3)
+        await until_waiting_for_locks(committing_sessionmaker, CONTENDERS)
         assert not any(accept.done() for accept in accepts)
         await holder.rollback()
     responses = await asyncio.wait_for(asyncio.gather(*accepts), WAIT_LIMIT_SECONDS)
@@ -200,7 +201,7 @@ async def test_an_accept_racing_a_revoke_ends_one_way(
                 )
             ),
         ]
-        await asyncio.sleep(0.3)
+        await until_waiting_for_locks(committing_sessionmaker, len(both))
         assert not any(request.done() for request in both)
         await holder.rollback()
     accepted, revoked = await asyncio.wait_for(asyncio.gather(*both), WAIT_LIMIT_SECONDS)
@@ -279,11 +280,11 @@ async def test_an_accept_holding_its_invitation_makes_the_groups_deletion_wait(
                 "/invitations/accept", json={"token": raw}, headers=invitee.headers
             )
         )
-        await asyncio.sleep(0.3)
+        await until_waiting_for_locks(committing_sessionmaker, 1)
         delete = asyncio.ensure_future(
             committing_client.delete(f"/groups/{group_id}", headers=people["o0"].headers)
         )
-        await asyncio.sleep(0.3)
+        await until_waiting_for_locks(committing_sessionmaker, 2)
         assert not accept.done()
         assert not delete.done()
         await holder.rollback()

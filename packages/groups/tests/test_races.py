@@ -16,7 +16,7 @@ from roster_auth import RosterAuth
 from roster_db.audit import AUDIT_EVENTS, AuditAction
 from roster_groups.models import GroupRole, Membership, UserGroup
 
-from .conftest import add_group, build_app, make_people, serve
+from .conftest import add_group, build_app, make_people, serve, until_waiting_for_locks
 
 CONTENDERS = 8
 # Far longer than any answer here takes when nothing makes it wait.
@@ -278,7 +278,7 @@ async def test_a_write_that_waited_for_the_lock_sees_the_role_the_holder_left(
             )
         )
         try:
-            await asyncio.sleep(0.5)
+            await until_waiting_for_locks(committing_sessionmaker, 1)
             assert not promotion.done()
             demoted = await holder.exec(
                 select(Membership).where(
