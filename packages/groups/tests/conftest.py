@@ -157,6 +157,24 @@ async def client(
         switchable_sessionmaker.target = None
 
 
+@pytest_asyncio.fixture
+async def committing_client(
+    app: FastAPI,
+    switchable_sessionmaker: SwitchableSessionmaker,
+    committing_sessionmaker: async_sessionmaker[AsyncSession],
+    clock: Clock,
+    outbox: OutboxMailer,
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the application whose sessions really commit, each on a connection of its
+    own (for races; the tables are emptied after the test)."""
+    switchable_sessionmaker.target = committing_sessionmaker
+    try:
+        async with serve(app) as client:
+            yield client
+    finally:
+        switchable_sessionmaker.target = None
+
+
 def unique_email(label: str) -> str:
     return f"{label}-{uuid.uuid4().hex[:10]}@example.com"
 

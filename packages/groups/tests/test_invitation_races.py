@@ -4,43 +4,27 @@ ends with at most one membership per invitation, never a 500 or a 503 (a deadloc
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 import httpx
-import pytest_asyncio
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from roster_auth import OutboxMailer, RosterAuth
+from roster_auth import RosterAuth
 from roster_groups.models import GroupInvitation, GroupRole, Membership
 
 from .conftest import (
-    Clock,
     Person,
     add_group,
     add_invitation,
-    build_app,
-    invitation_config_for_tests,
     make_people,
-    serve,
     until_waiting_for_locks,
 )
 
 CONTENDERS = 8
 ROUNDS = 4
 WAIT_LIMIT_SECONDS = 5.0
-
-
-@pytest_asyncio.fixture
-async def committing_client(
-    auth: RosterAuth, committing_sessionmaker: async_sessionmaker[AsyncSession]
-) -> AsyncIterator[httpx.AsyncClient]:
-    app = build_app(
-        auth, committing_sessionmaker, invitation_config_for_tests(Clock(), OutboxMailer())
-    )
-    async with serve(app) as client:
-        yield client
 
 
 def statuses(responses: Sequence[httpx.Response]) -> Counter[int]:
