@@ -23,6 +23,10 @@ class Clock:
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
 
+    def reset(self) -> None:
+        """Back to the real time."""
+        self.now = datetime.now(UTC)
+
 
 @dataclass(frozen=True)
 class Tokens:

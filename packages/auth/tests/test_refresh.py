@@ -26,16 +26,23 @@ LIFETIME = 100
 IDLE = 40
 
 
-@pytest.fixture
-def clock() -> Clock:
+@pytest.fixture(scope="module")
+def module_clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture
-def auth_config(auth_config: AuthConfig, clock: Clock) -> AuthConfig:
+@pytest.fixture(autouse=True)
+def clock(module_clock: Clock) -> Clock:
+    """The clock of the module's configuration, at the real time when the test starts."""
+    module_clock.reset()
+    return module_clock
+
+
+@pytest.fixture(scope="module")
+def auth_config(auth_config: AuthConfig, module_clock: Clock) -> AuthConfig:
     return replace(
         auth_config,
-        clock=clock,
+        clock=module_clock,
         refresh_token_lifetime_seconds=LIFETIME,
         refresh_token_idle_seconds=IDLE,
     )

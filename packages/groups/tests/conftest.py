@@ -1,6 +1,7 @@
 """A test application (RosterAuth + the groups router on the test's Postgres) and the people
 who use it: an owner, an admin, a member, an outsider, a superuser, and anonymous."""
 
+import asyncio
 import hashlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Mapping
@@ -13,7 +14,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
 from sqlmodel import select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -149,6 +150,24 @@ async def client(
     """A client of the application, on the test's rolled-back transaction (the invitations'
     clock reset and their outbox emptied)."""
     switchable_sessionmaker.target = db_sessionmaker
+    try:
+        async with serve(app) as client:
+            yield client
+    finally:
+        switchable_sessionmaker.target = None
+
+
+@pytest_asyncio.fixture
+async def committing_client(
+    app: FastAPI,
+    switchable_sessionmaker: SwitchableSessionmaker,
+    committing_sessionmaker: async_sessionmaker[AsyncSession],
+    clock: Clock,
+    outbox: OutboxMailer,
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the application whose sessions really commit, each on a connection of its
+    own (for races; the tables are emptied after the test)."""
+    switchable_sessionmaker.target = committing_sessionmaker
     try:
         async with serve(app) as client:
             yield client
@@ -314,6 +333,21 @@ async def world(auth: RosterAuth, db_sessionmaker: async_sessionmaker[AsyncSessi
         },
     )
     return World(group_id=group_id, people=people, **people)
+
+
+async def until_waiting_for_locks(
+    sessionmaker: async_sessionmaker[AsyncSession], count: int, within_seconds: float = 5.0
+) -> None:
+    """Until `count` lock requests wait on the server (each request queued behind a holder has
+    one), rather than sleeping and hoping they have got there by then."""
+    waiting: int | None = None
+    async with sessionmaker() as session:
+        for _ in range(int(within_seconds / 0.01)):
+            waiting = await session.scalar(text("SELECT count(*) FROM pg_locks WHERE NOT granted"))
+            if waiting is not None and waiting >= count:
+                return
+            await asyncio.sleep(0.01)
+    raise AssertionError(f"{waiting} lock waits after {within_seconds} s, not {count}")
 
 
 async def roles(

@@ -4,42 +4,27 @@ ends with at most one membership per invitation, never a 500 or a 503 (a deadloc
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 import httpx
-import pytest_asyncio
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from roster_auth import OutboxMailer, RosterAuth
+from roster_auth import RosterAuth
 from roster_groups.models import GroupInvitation, GroupRole, Membership
 
 from .conftest import (
-    Clock,
     Person,
     add_group,
     add_invitation,
-    build_app,
-    invitation_config_for_tests,
     make_people,
-    serve,
+    until_waiting_for_locks,
 )
 
 CONTENDERS = 8
 ROUNDS = 4
 WAIT_LIMIT_SECONDS = 5.0
-
-
-@pytest_asyncio.fixture
-async def committing_client(
-    auth: RosterAuth, committing_sessionmaker: async_sessionmaker[AsyncSession]
-) -> AsyncIterator[httpx.AsyncClient]:
-    app = build_app(
-        auth, committing_sessionmaker, invitation_config_for_tests(Clock(), OutboxMailer())
-    )
-    async with serve(app) as client:
-        yield client
 
 
 def statuses(responses: Sequence[httpx.Response]) -> Counter[int]:
@@ -101,7 +86,7 @@ async def test_racing_accepts_of_one_token_make_one_membership(
             )
             for _ in range(CONTENDERS)
         ]
-        await asyncio.sleep(0.3)
+        await until_waiting_for_locks(committing_sessionmaker, CONTENDERS)
         assert not any(accept.done() for accept in accepts)
         await holder.rollback()
     responses = await asyncio.wait_for(asyncio.gather(*accepts), WAIT_LIMIT_SECONDS)
@@ -200,7 +185,7 @@ async def test_an_accept_racing_a_revoke_ends_one_way(
                 )
             ),
         ]
-        await asyncio.sleep(0.3)
+        await until_waiting_for_locks(committing_sessionmaker, len(both))
         assert not any(request.done() for request in both)
         await holder.rollback()
     accepted, revoked = await asyncio.wait_for(asyncio.gather(*both), WAIT_LIMIT_SECONDS)
@@ -279,11 +264,11 @@ async def test_an_accept_holding_its_invitation_makes_the_groups_deletion_wait(
                 "/invitations/accept", json={"token": raw}, headers=invitee.headers
             )
         )
-        await asyncio.sleep(0.3)
+        await until_waiting_for_locks(committing_sessionmaker, 1)
         delete = asyncio.ensure_future(
             committing_client.delete(f"/groups/{group_id}", headers=people["o0"].headers)
         )
-        await asyncio.sleep(0.3)
+        await until_waiting_for_locks(committing_sessionmaker, 2)
         assert not accept.done()
         assert not delete.done()
         await holder.rollback()

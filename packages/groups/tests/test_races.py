@@ -4,10 +4,9 @@ row lock."""
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 import httpx
-import pytest_asyncio
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -16,19 +15,11 @@ from roster_auth import RosterAuth
 from roster_db.audit import AUDIT_EVENTS, AuditAction
 from roster_groups.models import GroupRole, Membership, UserGroup
 
-from .conftest import add_group, build_app, make_people, serve
+from .conftest import add_group, make_people, until_waiting_for_locks
 
 CONTENDERS = 8
 # Far longer than any answer here takes when nothing makes it wait.
 WAIT_LIMIT_SECONDS = 5.0
-
-
-@pytest_asyncio.fixture
-async def committing_client(
-    auth: RosterAuth, committing_sessionmaker: async_sessionmaker[AsyncSession]
-) -> AsyncIterator[httpx.AsyncClient]:
-    async with serve(build_app(auth, committing_sessionmaker)) as client:
-        yield client
 
 
 def statuses(responses: Sequence[httpx.Response]) -> Counter[int]:
@@ -278,7 +269,7 @@ async def test_a_write_that_waited_for_the_lock_sees_the_role_the_holder_left(
             )
         )
         try:
-            await asyncio.sleep(0.5)
+            await until_waiting_for_locks(committing_sessionmaker, 1)
             assert not promotion.done()
             demoted = await holder.exec(
                 select(Membership).where(

@@ -37,6 +37,34 @@ def app_with(sessionmaker: Sessionmaker, **settings: object) -> FastAPI:
     )
 
 
+# The apps of most tests here differ only in their session maker: they share one per module
+# (building one, routes and schema, costs about a third of a second), its session maker
+# bound to each test's connection in turn, so each test keeps its own rolled-back transaction.
+@pytest.fixture(scope="module")
+def module_sessionmaker() -> Sessionmaker:
+    return async_sessionmaker(class_=AsyncSession)
+
+
+@pytest.fixture(scope="module")
+def module_app(module_sessionmaker: Sessionmaker) -> FastAPI:
+    return app_with(module_sessionmaker)
+
+
+@pytest.fixture
+def app(
+    module_app: FastAPI, module_sessionmaker: Sessionmaker, db_sessionmaker: Sessionmaker
+) -> FastAPI:
+    """An app with the default settings, on the test's connection."""
+    module_sessionmaker.configure(**db_sessionmaker.kw)
+    return module_app
+
+
+@pytest.fixture(scope="module")
+def unreachable_app() -> FastAPI:
+    """An app with the default settings on a database that refuses every connection."""
+    return app_on(UNREACHABLE_DATABASE_URL)
+
+
 async def count_users(sessionmaker: Sessionmaker) -> int:
     async with sessionmaker() as session:
         return (await session.scalar(select(func.count()).select_from(User))) or 0
@@ -45,8 +73,8 @@ async def count_users(sessionmaker: Sessionmaker) -> int:
 # --- health ---------------------------------------------------------------------------------
 
 
-async def test_live_answers_without_a_database() -> None:
-    async with serve(app_on(UNREACHABLE_DATABASE_URL)) as client:
+async def test_live_answers_without_a_database(unreachable_app: FastAPI) -> None:
+    async with serve(unreachable_app) as client:
         response = await client.get("/health/live")
     assert response.status_code == 200
     assert response.json() == {"status": "alive"}
@@ -99,9 +127,9 @@ async def test_ready_on_a_database_behind_the_code_names_both_revisions(
     ],
 )
 async def test_an_unreachable_database_gives_503_with_retry_after(
-    method: str, path: str, body: object
+    unreachable_app: FastAPI, method: str, path: str, body: object
 ) -> None:
-    async with serve(app_on(UNREACHABLE_DATABASE_URL)) as client:
+    async with serve(unreachable_app) as client:
         # A well-formed token, so /users/me reaches the database to find the user.
         token = await create_app_token()
         response = await client.request(
@@ -118,8 +146,10 @@ async def create_app_token() -> str:
     return await auth.access_token(User(id=uuid.uuid4(), email="ghost@example.com"))
 
 
-async def test_login_against_an_unreachable_database_is_503_not_500() -> None:
-    async with serve(app_on(UNREACHABLE_DATABASE_URL)) as client:
+async def test_login_against_an_unreachable_database_is_503_not_500(
+    unreachable_app: FastAPI,
+) -> None:
+    async with serve(unreachable_app) as client:
         response = await client.post(
             "/auth/jwt/login", data={"username": "a@example.com", "password": DEFAULT_PASSWORD}
         )
@@ -181,17 +211,15 @@ async def test_an_oversized_form_login_is_refused(db_sessionmaker: Sessionmaker)
 # --- one error shape ------------------------------------------------------------------------
 
 
-async def test_unknown_routes_keep_fastapis_404(db_sessionmaker: Sessionmaker) -> None:
-    async with serve(app_with(db_sessionmaker)) as client:
+async def test_unknown_routes_keep_fastapis_404(app: FastAPI) -> None:
+    async with serve(app) as client:
         response = await client.get("/no/such/route")
     assert response.status_code == 404
     assert response.json() == {"detail": "Not Found"}
 
 
-async def test_validation_errors_are_422_with_a_detail_list(
-    db_sessionmaker: Sessionmaker,
-) -> None:
-    async with serve(app_with(db_sessionmaker)) as client:
+async def test_validation_errors_are_422_with_a_detail_list(app: FastAPI) -> None:
+    async with serve(app) as client:
         response = await client.post("/auth/register", json={"email": "not an email"})
     assert response.status_code == 422
     fields = {tuple(error["loc"]) for error in response.json()["detail"]}
@@ -214,9 +242,9 @@ async def test_validation_errors_are_422_with_a_detail_list(
     ],
 )
 async def test_a_lone_surrogate_in_any_string_is_a_422_not_a_500(
-    db_sessionmaker: Sessionmaker, path: str, body: str
+    app: FastAPI, db_sessionmaker: Sessionmaker, path: str, body: str
 ) -> None:
-    async with serve(app_with(db_sessionmaker)) as client:
+    async with serve(app) as client:
         response = await client.post(
             path, content=body, headers={"content-type": "application/json"}
         )
@@ -235,14 +263,14 @@ async def test_a_lone_surrogate_in_any_string_is_a_422_not_a_500(
     ],
 )
 async def test_control_characters_in_a_display_name_are_a_422_not_a_database_error(
-    db_sessionmaker: Sessionmaker, display_name: str, message: str
+    app: FastAPI, db_sessionmaker: Sessionmaker, display_name: str, message: str
 ) -> None:
     body = {
         "email": "control@example.com",
         "password": DEFAULT_PASSWORD,
         "display_name": display_name,
     }
-    async with serve(app_with(db_sessionmaker)) as client:
+    async with serve(app) as client:
         response = await client.post("/auth/register", json=body)
     assert response.status_code == 422, response.text
     [error] = response.json()["detail"]
@@ -251,11 +279,9 @@ async def test_control_characters_in_a_display_name_are_a_422_not_a_database_err
     assert await count_users(db_sessionmaker) == 0
 
 
-async def test_an_escaped_surrogate_pair_is_an_ordinary_character(
-    db_sessionmaker: Sessionmaker,
-) -> None:
+async def test_an_escaped_surrogate_pair_is_an_ordinary_character(app: FastAPI) -> None:
     body = '{"email": "pair@example.com", "password": "x", "display_name": "\\ud83d\\ude00"}'
-    async with serve(app_with(db_sessionmaker)) as client:
+    async with serve(app) as client:
         response = await client.post(
             "/auth/register", content=body, headers={"content-type": "application/json"}
         )
@@ -359,8 +385,8 @@ def operations(schema: dict[str, object]) -> list[tuple[str, str, dict[str, obje
     ]
 
 
-def test_openapi_publishes_the_errors_each_route_returns(db_sessionmaker: Sessionmaker) -> None:
-    schema = app_with(db_sessionmaker).openapi()
+def test_openapi_publishes_the_errors_each_route_returns(app: FastAPI) -> None:
+    schema = app.openapi()
     assert schema["info"]["title"] == "roster"
     assert schema["info"]["version"]
     assert {tag["name"] for tag in schema["tags"]} >= {"auth", "users", "groups", "health"}
@@ -390,9 +416,7 @@ def test_openapi_publishes_the_errors_each_route_returns(db_sessionmaker: Sessio
             assert "401" in responses, where
 
 
-def test_openapi_of_the_login_route_keeps_fastapi_users_own_errors(
-    db_sessionmaker: Sessionmaker,
-) -> None:
-    schema = app_with(db_sessionmaker).openapi()
+def test_openapi_of_the_login_route_keeps_fastapi_users_own_errors(app: FastAPI) -> None:
+    schema = app.openapi()
     login = schema["paths"]["/auth/jwt/login"]["post"]["responses"]
     assert "400" in login  # LOGIN_BAD_CREDENTIALS, declared by FastAPI Users

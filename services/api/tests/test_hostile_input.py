@@ -12,11 +12,12 @@ import httpx
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from roster_api.app import create_app
 from roster_auth.testing import DEFAULT_PASSWORD, config_for_tests, create_user
+from roster_db.session import create_sessionmaker
 
 from .conftest import make_settings, serve
 
@@ -30,16 +31,30 @@ PATH_VALUES["invitation_id"] = PATH_VALUES["user_id"]
 PATH_VALUES["session_id"] = PATH_VALUES["user_id"]
 
 
-def build_app(sessionmaker: Sessionmaker) -> FastAPI:
-    return create_app(make_settings(), sessionmaker=sessionmaker, auth_config=config_for_tests())
+# One app for the whole module, built at import: setting up an app's routes and schema costs
+# about half a second, and no test here changes it. Its session maker is bound to each test's
+# connection in turn (the `app` fixture), so each test still runs in its own rolled-back
+# transaction, as with an app of its own.
+SESSIONMAKER: Final = async_sessionmaker(class_=AsyncSession)
+APP: Final = create_app(make_settings(), sessionmaker=SESSIONMAKER, auth_config=config_for_tests())
+SCHEMA: Final = APP.openapi()
+
+
+@pytest.fixture
+def app(db_connection: AsyncConnection) -> FastAPI:
+    """The module's app, its sessions inside this test's outer transaction."""
+    SESSIONMAKER.configure(**create_sessionmaker(db_connection).kw)
+    return APP
 
 
 @pytest_asyncio.fixture
-async def admin_client(db_sessionmaker: Sessionmaker) -> AsyncIterator[httpx.AsyncClient]:
+async def admin_client(
+    app: FastAPI, db_sessionmaker: Sessionmaker
+) -> AsyncIterator[httpx.AsyncClient]:
     """A client of the whole app, signed in as a superuser (so every route reads its body)."""
     async with db_sessionmaker() as session:
         await create_user(session, email=ADMIN_EMAIL, is_superuser=True)
-    async with serve(build_app(db_sessionmaker)) as client:
+    async with serve(app) as client:
         login = await client.post(
             "/auth/jwt/login", data={"username": ADMIN_EMAIL, "password": DEFAULT_PASSWORD}
         )
@@ -50,9 +65,8 @@ async def admin_client(db_sessionmaker: Sessionmaker) -> AsyncIterator[httpx.Asy
 
 def operations(media_type: str | None = None) -> list[tuple[str, str]]:
     """(method, concrete path) of every operation, or of those whose body is `media_type`."""
-    schema = build_app(async_sessionmaker(class_=AsyncSession)).openapi()
     found = []
-    for template, item in schema["paths"].items():
+    for template, item in SCHEMA["paths"].items():
         for method, operation in item.items():
             content = operation.get("requestBody", {}).get("content", {})
             if media_type is None or media_type in content:
@@ -157,10 +171,10 @@ async def test_a_body_the_parser_gives_up_on_is_a_422_not_fastapis_400(
 
 
 async def test_a_number_too_large_for_a_float_is_a_422_that_renders(
-    db_sessionmaker: Sessionmaker,
+    app: FastAPI,
 ) -> None:
     # 1e400 parses to inf; the 422 echoes it, and JSON has no inf.
-    async with serve(build_app(db_sessionmaker)) as client:
+    async with serve(app) as client:
         response = await client.post(
             "/auth/register",
             content=b'{"email": 1e400, "password": "x"}',
@@ -206,8 +220,8 @@ async def test_nul_anywhere_in_a_json_body_is_a_422(
     assert "NUL" in error["msg"]
 
 
-async def test_nul_in_a_password_never_reaches_the_hasher(db_sessionmaker: Sessionmaker) -> None:
-    async with serve(build_app(db_sessionmaker)) as client:
+async def test_nul_in_a_password_never_reaches_the_hasher(app: FastAPI) -> None:
+    async with serve(app) as client:
         response = await client.post(
             "/auth/register",
             json={"email": "nul@example.com", "password": DEFAULT_PASSWORD + "\x00"},
@@ -236,9 +250,9 @@ async def test_an_escaped_backslash_before_u0000_is_ordinary_text(
     ],
 )
 async def test_nul_in_a_form_field_is_a_422_on_every_form_route(
-    db_sessionmaker: Sessionmaker, method: str, path: str, form: bytes, loc: list[object]
+    app: FastAPI, method: str, path: str, form: bytes, loc: list[object]
 ) -> None:
-    async with serve(build_app(db_sessionmaker)) as client:
+    async with serve(app) as client:
         response = await client.request(
             method,
             path,
@@ -278,7 +292,7 @@ async def test_nul_in_a_path_segment_is_a_422(admin_client: httpx.AsyncClient, p
 @pytest.mark.parametrize("value", ["\\ud800", "\\x00", "plain"])
 @pytest.mark.parametrize(("method", "path"), FORM_OPERATIONS)
 async def test_a_multipart_login_is_415_whatever_its_parts_declare(
-    db_sessionmaker: Sessionmaker, method: str, path: str, value: str
+    app: FastAPI, db_sessionmaker: Sessionmaker, method: str, path: str, value: str
 ) -> None:
     async with db_sessionmaker() as session:
         await create_user(session, email=ADMIN_EMAIL)
@@ -295,7 +309,7 @@ async def test_a_multipart_login_is_415_whatever_its_parts_declare(
         f"{value}\r\n"
         f"--{boundary}--\r\n"
     ).encode()
-    async with serve(build_app(db_sessionmaker)) as client:
+    async with serve(app) as client:
         response = await client.request(
             method,
             path,
@@ -312,18 +326,17 @@ async def test_a_multipart_login_is_415_whatever_its_parts_declare(
 
 
 def documented_methods() -> list[tuple[str, set[str]]]:
-    schema = build_app(async_sessionmaker(class_=AsyncSession)).openapi()
     return [
         (template.format(**PATH_VALUES), {method.upper() for method in item})
-        for template, item in schema["paths"].items()
+        for template, item in SCHEMA["paths"].items()
     ]
 
 
 @pytest.mark.parametrize(("path", "methods"), documented_methods())
 async def test_a_405_allows_every_method_of_its_path(
-    db_sessionmaker: Sessionmaker, path: str, methods: set[str]
+    app: FastAPI, path: str, methods: set[str]
 ) -> None:
-    async with serve(build_app(db_sessionmaker)) as client:
+    async with serve(app) as client:
         response = await client.request("OPTIONS", path)
     assert response.status_code == 405
     assert response.json() == {"detail": "Method Not Allowed"}
@@ -339,8 +352,7 @@ def test_users_me_has_several_methods() -> None:
 
 
 def test_the_schema_documents_what_the_middleware_answers() -> None:
-    schema = build_app(async_sessionmaker(class_=AsyncSession)).openapi()
-    for template, item in schema["paths"].items():
+    for template, item in SCHEMA["paths"].items():
         for method, operation in item.items():
             where = f"{method.upper()} {template}"
             responses = operation["responses"]
@@ -350,11 +362,10 @@ def test_the_schema_documents_what_the_middleware_answers() -> None:
 
 
 def test_the_schema_rules_out_nul_in_every_text_a_request_carries() -> None:
-    schema = build_app(async_sessionmaker(class_=AsyncSession)).openapi()
-    components = schema["components"]["schemas"]
+    components = SCHEMA["components"]["schemas"]
     [email_filter] = [
         parameter
-        for parameter in schema["paths"]["/users"]["get"]["parameters"]
+        for parameter in SCHEMA["paths"]["/users"]["get"]["parameters"]
         if parameter["name"] == "email"
     ]
     assert email_filter["schema"]["anyOf"][0]["pattern"] == "^[^\\u0000]*$"
@@ -368,18 +379,16 @@ def test_the_schema_rules_out_nul_in_every_text_a_request_carries() -> None:
 
 
 def test_the_schema_describes_form_fields_as_fastapi_reads_them() -> None:
-    schema = build_app(async_sessionmaker(class_=AsyncSession)).openapi()
-    form_ref = schema["paths"]["/auth/cookie/login"]["post"]["requestBody"]["content"][
+    form_ref = SCHEMA["paths"]["/auth/cookie/login"]["post"]["requestBody"]["content"][
         "application/x-www-form-urlencoded"
     ]["schema"]["$ref"]
-    form = schema["components"]["schemas"][form_ref.rsplit("/", 1)[-1]]
+    form = SCHEMA["components"]["schemas"][form_ref.rsplit("/", 1)[-1]]
     assert "null" not in json.dumps(form["properties"])
     assert form["properties"]["username"]["minLength"] == 1
 
 
 def test_the_jwt_logout_documents_its_204() -> None:
-    schema = build_app(async_sessionmaker(class_=AsyncSession)).openapi()
-    assert "204" in schema["paths"]["/auth/jwt/logout"]["post"]["responses"]
+    assert "204" in SCHEMA["paths"]["/auth/jwt/logout"]["post"]["responses"]
 
 
 async def test_nul_at_the_bottom_of_the_deepest_document_the_parser_takes_is_a_422(
@@ -396,9 +405,9 @@ async def test_nul_at_the_bottom_of_the_deepest_document_the_parser_takes_is_a_4
 
 
 async def test_addresses_are_internationalized_in_the_schema_as_they_are_stored(
-    db_sessionmaker: Sessionmaker,
+    app: FastAPI,
 ) -> None:
-    async with serve(build_app(db_sessionmaker)) as client:
+    async with serve(app) as client:
         schema = (await client.get("/openapi.json")).json()
         registered = await client.post(
             "/auth/register",

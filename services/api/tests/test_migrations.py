@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import asyncio
 from pathlib import Path
+from typing import Final
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -183,6 +184,14 @@ async def test_migrated_schema_equals_the_models_schema(
         assert migrated[name] == from_models[name], name
 
 
+# Sessions waiting for the advisory lock of a bigint key (Postgres keeps its halves apart).
+LOCK_WAITERS: Final = text(
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "AND (classid::bigint << 32) | objid::bigint = :key"
+)
+
+
 async def test_an_upgrade_waits_for_the_migration_lock(
     create_database: CreateDatabase, migrations_dir: Path
 ) -> None:
@@ -194,8 +203,14 @@ async def test_an_upgrade_waits_for_the_migration_lock(
             text("SELECT pg_advisory_lock(:key)"), {"key": migrations.MIGRATION_LOCK_KEY}
         )
         upgrade = asyncio.ensure_future(migrations.upgrade(url, migrations_dir))
-        done, _ = await asyncio.wait({upgrade}, timeout=1.0)
-        assert not done, "the upgrade ran while another run held the lock"
+        # Until the upgrade waits for that lock (rather than a second, hoping it has got there).
+        for _ in range(1000):
+            waiting = await holder.scalar(LOCK_WAITERS, {"key": migrations.MIGRATION_LOCK_KEY})
+            if waiting or upgrade.done():
+                break
+            await asyncio.sleep(0.01)
+        assert not upgrade.done(), "the upgrade ran while another run held the lock"
+        assert waiting, "the upgrade never waited for the lock"
         assert await migrations.current_revision(url) is None
         await holder.execute(
             text("SELECT pg_advisory_unlock(:key)"), {"key": migrations.MIGRATION_LOCK_KEY}
