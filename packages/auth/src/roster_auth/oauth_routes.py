@@ -23,7 +23,7 @@ register at the provider. A callback that succeeds deletes the CSRF cookie.
 """
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Final, cast
 
@@ -272,6 +272,14 @@ class OAuthRoutes:
                 raise bad_request(ErrorCode.LOGIN_BAD_CREDENTIALS)
         return user
 
+    def _authorize_endpoint(
+        self, provider: ProviderClient, flow: Flow, callback_name: str
+    ) -> Callable[[Request, Response], Awaitable[OAuth2AuthorizeResponse]]:
+        async def authorize(request: Request, response: Response) -> OAuth2AuthorizeResponse:
+            return await self._authorize(request, response, provider, flow, callback_name)
+
+        return authorize
+
     def _sign_in_router(self, provider: ProviderClient) -> APIRouter:
         router = APIRouter()
         name = provider.name
@@ -279,17 +287,25 @@ class OAuthRoutes:
         cookie_callback = f"oauth:{name}.cookie.callback"
         cookie_backend = self.cookie_backend
 
-        @router.get(
-            "/authorize",
-            name=f"oauth:{name}.jwt.authorize",
-            response_model=OAuth2AuthorizeResponse,
-            responses=_responses({}),
-            summary=f"Sign in with {name} (bearer tokens)",
+        # One authorize route per backend: the state names the flow, which only its own
+        # callback accepts.
+        flows: tuple[tuple[str, Flow, str, str], ...] = (
+            ("", "jwt", jwt_callback, "bearer tokens"),
+            ("/cookie", "cookie", cookie_callback, "session cookie"),
         )
-        async def authorize(request: Request, response: Response) -> OAuth2AuthorizeResponse:
-            """The provider's authorization URL to send the user to; sets the CSRF cookie.
-            The provider sends the user back to `/callback`, which answers tokens."""
-            return await self._authorize(request, response, provider, "jwt", jwt_callback)
+        for prefix, flow, callback_name, answer in flows:
+            router.add_api_route(
+                f"{prefix}/authorize",
+                self._authorize_endpoint(provider, flow, callback_name),
+                methods=["GET"],
+                name=f"oauth:{name}.{flow}.authorize",
+                response_model=OAuth2AuthorizeResponse,
+                responses=_responses({}),
+                summary=f"Sign in with {name} ({answer})",
+                description=f"The provider's authorization URL to send the user to; sets the "
+                f"CSRF cookie. The provider sends the user back to `{prefix}/callback`, which "
+                f"answers with the {answer}.",
+            )
 
         @router.get(
             "/callback",
@@ -321,18 +337,6 @@ class OAuthRoutes:
             self._forget_csrf_cookie(response)
             await user_manager.on_after_login(user, request, response)
             return response
-
-        @router.get(
-            "/cookie/authorize",
-            name=f"oauth:{name}.cookie.authorize",
-            response_model=OAuth2AuthorizeResponse,
-            responses=_responses({}),
-            summary=f"Sign in with {name} (session cookie)",
-        )
-        async def cookie_authorize(request: Request, response: Response) -> OAuth2AuthorizeResponse:
-            """As `/authorize`; the provider sends the user back to `/cookie/callback`,
-            which sets the session cookie."""
-            return await self._authorize(request, response, provider, "cookie", cookie_callback)
 
         @router.get(
             "/cookie/callback",
