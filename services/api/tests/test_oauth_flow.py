@@ -118,3 +118,25 @@ async def test_a_provider_sign_in_through_the_whole_service(
         "roster-e2e-secret",
     ):
         assert secret not in logged
+
+
+async def test_a_provider_that_is_down_leaves_readiness_and_passwords_alone(
+    migrated_database_url: str,
+) -> None:
+    settings = make_settings(
+        database_url=migrated_database_url,
+        # Nothing listens on port 1 of the loopback.
+        oidc_discovery_url="http://127.0.0.1:1/.well-known/openid-configuration",
+        oidc_client_id="roster-e2e",
+        oidc_client_secret="roster-e2e-secret",
+    )
+    async with serve(create_app(settings)) as client:
+        down = await client.get("/auth/oidc/authorize")
+        ready = await client.get("/health/ready")
+        login = await client.post(
+            "/auth/jwt/login", data={"username": "nobody@example.com", "password": "x" * 20}
+        )
+    assert (down.status_code, down.json()) == (503, {"detail": "OAUTH_PROVIDER_UNAVAILABLE"})
+    assert ready.status_code == 200, ready.text
+    # Answered by the password path as ever: an unknown account.
+    assert (login.status_code, login.json()) == (400, {"detail": "LOGIN_BAD_CREDENTIALS"})
