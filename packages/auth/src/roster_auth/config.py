@@ -224,8 +224,10 @@ class AuthConfig:
     # default cost on two cores, so the last of 4 waiting is served within one to two seconds.
     max_waiting_password_hashes: int = 4
     # The nice value (0 to 19) of the hashing threads, Linux only: the worker's event loop,
-    # which serves every other request, comes first on the core they share.
-    password_hashing_niceness: int = 10
+    # which serves every other request, comes first on the core they share. Under a login
+    # flood, 15 kept the reads' p99 within about 2x their own where 10 let it reach 3.6x, for
+    # logins admitted twice as slowly (p99 6 s against 3 s; bench/NOTES.md).
+    password_hashing_niceness: int = 15
     # How long a refusal of password traffic (429, 503) waits before it is sent, asleep: a
     # client that retries at once gets a few refusals a second per connection, instead of
     # taking the event loop from everyone else (`roster_auth.guard`). Below `Retry-After`.

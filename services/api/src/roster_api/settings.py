@@ -186,7 +186,7 @@ class Settings(BaseSettings):
     max_waiting_password_hashes: int = Field(default=4, ge=0)
     # The hashing threads' nice value (Linux), and how long a refusal of password traffic
     # (429, 503) is held before it is sent (see roster_auth.AuthConfig).
-    password_hashing_niceness: int = Field(default=10, ge=0, le=19)
+    password_hashing_niceness: int = Field(default=15, ge=0, le=19)
     refusal_pause_seconds: float = Field(default=0.5, ge=0, lt=1)
 
     # Throttles, counted in Postgres per client address and per account (roster_auth's
