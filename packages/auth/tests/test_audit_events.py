@@ -255,6 +255,8 @@ async def test_events_are_paged_by_cursor(
         "action=user.hacked",
         "since=2026-03-01T00:00:00",  # no time zone
         "until=yesterday",
+        "until=0.5",  # a number, which pydantic alone reads as seconds since 1970
+        "since=1764662400",
         "until=9999-12-31T23:59:59-23:00",  # past year 9999 in UTC
         "since=0001-01-01T00:00:00%2B01:00",
         "group_id=0",

@@ -9,11 +9,12 @@ trail at `GET /groups/{group_id}/events`). One statement per page: the caller's 
 """
 
 import functools
+import re
 import uuid
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
-from pydantic import AfterValidator, AwareDatetime
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator
 from sqlalchemy import ColumnElement, DateTime, Integer, Select, Uuid, bindparam, select, true
 
 from roster_auth.current import CALLER, Credentials, CredentialsDependency, not_authenticated
@@ -32,7 +33,18 @@ from roster_db.audit import (
 )
 
 # A time with its zone, within the years 1..9999 once in UTC.
-Moment = Annotated[AwareDatetime, AfterValidator(in_utc)]
+_DATE_TIME_START: Final = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]")
+
+
+def date_time_text(value: Any) -> Any:
+    """A time sent as text is a date and a time (the schema's `date-time`), never a number,
+    which pydantic would read as seconds since 1970."""
+    if isinstance(value, str) and not _DATE_TIME_START.match(value):
+        raise ValueError("not a date and time (ISO 8601, with a time zone)")
+    return value
+
+
+Moment = Annotated[AwareDatetime, BeforeValidator(date_time_text), AfterValidator(in_utc)]
 # Group ids are Postgres INTEGERs.
 MAX_GROUP_ID: Final = 2**31 - 1
 _CALLER_ACTIVE: Final = "caller_is_active"
