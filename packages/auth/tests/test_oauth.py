@@ -202,7 +202,9 @@ async def test_racing_first_sign_ins_of_one_identity_make_one_account(
                 for callback, cookie in callbacks
             )
         )
-        assert [response.status_code for response in responses] == [200, 200, 200]
+        assert [response.status_code for response in responses] == [200, 200, 200], [
+            response.text for response in responses
+        ]
         users = {
             (await app.get("/users/me", headers=bearer(answer.json()["access_token"]))).json()["id"]
             for answer in responses

@@ -275,6 +275,11 @@ class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):
                 return user
             existing = await self.user_db.get_by_email(identity.email)
             if existing is not None:
+                # A concurrent first sign-in of this identity may have committed its account
+                # between the two lookups: the address is then its own.
+                winner = await self.user_db.get_by_oauth_account(oauth_name, identity.account_id)
+                if winner is not None:
+                    return winner
                 if not existing.is_active:
                     raise exceptions.UserInactive()
                 if not (
