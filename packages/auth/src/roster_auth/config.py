@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from fastapi_users.password import PasswordHelperProtocol
 from pydantic import SecretStr
 
+from roster_auth.hashing import DEFAULT_HASHING_NICENESS
 from roster_auth.mail import LoggingMailer, Mailer
 from roster_auth.password import PasswordPolicy
 
@@ -227,7 +228,7 @@ class AuthConfig:
     # which serves every other request, comes first on the core they share. Under a login
     # flood, 15 kept the reads' p99 within about 2x their own where 10 let it reach 3.6x, for
     # logins admitted twice as slowly (p99 6 s against 3 s; bench/NOTES.md).
-    password_hashing_niceness: int = 15
+    password_hashing_niceness: int = DEFAULT_HASHING_NICENESS
     # How long a refusal of password traffic (429, 503) waits before it is sent, asleep: a
     # client that retries at once gets a few refusals a second per connection, instead of
     # taking the event loop from everyone else (`roster_auth.guard`). Below `Retry-After`.

@@ -100,7 +100,9 @@ class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):
         # Shared by every manager of the application; None (a manager on its own): a queue
         # of its own, as the configuration says.
         self.hashing_queue = hashing_queue or PasswordHashingQueue(
-            config.max_concurrent_password_hashes, config.max_waiting_password_hashes
+            config.max_concurrent_password_hashes,
+            config.max_waiting_password_hashes,
+            config.password_hashing_niceness,
         )
         # In a request, mails leave after the response, hence after the commit: a mail never
         # announces a change that was rolled back, and a slow mail server does not hold the
