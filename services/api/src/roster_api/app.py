@@ -26,6 +26,7 @@ from roster_api.middleware import (
 )
 from roster_api.migrations import head_revision
 from roster_api.openapi import install_openapi
+from roster_api.routing import flatten_routes
 from roster_api.settings import SECRET_FIELDS, Settings, load_settings, variable_name
 from roster_auth import (
     AuthConfig,
@@ -189,6 +190,7 @@ def create_app(
     )
     include_with_groups(app, auth, invitation_config=build_invitation_config(settings, auth.config))
     app.include_router(create_health_router(expected_revision))
+    flatten_routes(app)
     app.state.auth = auth
 
     install_error_handlers(app)
