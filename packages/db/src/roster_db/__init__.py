@@ -21,17 +21,28 @@ from roster_db.errors import (
     is_unique_violation,
     sqlstate_of,
 )
-from roster_db.pagination import MAX_LIMIT, Page, PageParams, PageParamsDep, page_params
+from roster_db.pagination import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    LimitQuery,
+    OffsetQuery,
+    Page,
+    PageParams,
+    PageParamsDep,
+)
 from roster_db.reading import EngineReader, Reader, SessionReader
 from roster_db.responses import RowsJSONResponse
 from roster_db.session import create_engine, create_sessionmaker, one_off_engine, session_scope
 
 __all__ = [
+    "DEFAULT_LIMIT",
     "MAX_LIMIT",
     "NAMING_CONVENTION",
     "AuditAction",
     "Base",
     "EngineReader",
+    "LimitQuery",
+    "OffsetQuery",
     "Page",
     "PageParams",
     "PageParamsDep",
@@ -58,7 +69,6 @@ __all__ = [
     "mapper_registry",
     "metadata",
     "one_off_engine",
-    "page_params",
     "reader_of",
     "record_event",
     "session_scope",
