@@ -60,7 +60,10 @@ def build_sessions_router(
     """The session routes, to include in the `/users` router before FastAPI Users' users
     router."""
     router = APIRouter()
-    CallerDep = Annotated[CallerSession, Depends(caller_session)]  # noqa: N806 - a type
+    # Type aliases (hence the capitals).
+    CallerDep = Annotated[CallerSession, Depends(caller_session)]  # noqa: N806
+    ActiveUser = Annotated[User, Depends(current_active_user)]  # noqa: N806
+    Superuser = Annotated[User, Depends(current_superuser)]  # noqa: N806
     superuser_responses: dict[int | str, dict[str, Any]] = {
         **SUPERUSER_RESPONSES,
         status.HTTP_404_NOT_FOUND: {"model": ErrorModel, "description": "No such user."},
@@ -83,9 +86,7 @@ def build_sessions_router(
         responses=UNAUTHORIZED_RESPONSES,
     )
     async def my_sessions(
-        session: SessionDep,
-        user: Annotated[User, Depends(current_active_user)],
-        caller: CallerDep,
+        session: SessionDep, user: ActiveUser, caller: CallerDep
     ) -> list[SessionRead]:
         """Where you are signed in: your live cookie sessions and refresh-token families,
         newest first; `current` marks this request's."""
@@ -95,32 +96,26 @@ def build_sessions_router(
     @router.delete(
         "/me/sessions/{session_id}",
         status_code=status.HTTP_204_NO_CONTENT,
+        response_class=Response,
         name="users:end_current_user_session",
         responses={**UNAUTHORIZED_RESPONSES, **not_found},
     )
-    async def end_my_session(
-        session_id: uuid.UUID,
-        session: SessionDep,
-        user: Annotated[User, Depends(current_active_user)],
-    ) -> Response:
+    async def end_my_session(session_id: uuid.UUID, session: SessionDep, user: ActiveUser) -> None:
         """End one of your sessions (the current one too: that is a logout)."""
         await end_one(session, user.id, session_id)
-        return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     @router.delete(
         "/me/sessions",
         status_code=status.HTTP_204_NO_CONTENT,
+        response_class=Response,
         name="users:end_current_user_other_sessions",
         responses=UNAUTHORIZED_RESPONSES,
     )
     async def end_my_other_sessions(
-        session: SessionDep,
-        user: Annotated[User, Depends(current_active_user)],
-        caller: CallerDep,
-    ) -> Response:
+        session: SessionDep, user: ActiveUser, caller: CallerDep
+    ) -> None:
         """End every session of yours but the current one."""
         await sessions.end_others(session, user.id, caller)
-        return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     async def existing_user(session: AsyncSession, user_id: uuid.UUID) -> uuid.UUID:
         if await session.get(User, user_id) is None:
@@ -134,10 +129,7 @@ def build_sessions_router(
         responses=superuser_responses,
     )
     async def user_sessions(
-        user_id: uuid.UUID,
-        session: SessionDep,
-        _: Annotated[User, Depends(current_superuser)],
-        caller: CallerDep,
+        user_id: uuid.UUID, session: SessionDep, _: Superuser, caller: CallerDep
     ) -> list[SessionRead]:
         """A user's live sessions (superusers only)."""
         rows = await sessions.live(session, await existing_user(session, user_id), caller)
@@ -146,35 +138,29 @@ def build_sessions_router(
     @router.delete(
         "/{user_id}/sessions/{session_id}",
         status_code=status.HTTP_204_NO_CONTENT,
+        response_class=Response,
         name="users:end_user_session",
         responses={**superuser_responses, **not_found},
     )
     async def end_user_session(
-        user_id: uuid.UUID,
-        session_id: uuid.UUID,
-        session: SessionDep,
-        _: Annotated[User, Depends(current_superuser)],
-    ) -> Response:
+        user_id: uuid.UUID, session_id: uuid.UUID, session: SessionDep, _: Superuser
+    ) -> None:
         """End one of a user's sessions (superusers only)."""
         await end_one(session, await existing_user(session, user_id), session_id)
-        return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     @router.delete(
         "/{user_id}/sessions",
         status_code=status.HTTP_204_NO_CONTENT,
+        response_class=Response,
         name="users:end_user_sessions",
         responses=superuser_responses,
     )
     async def end_user_sessions(
-        user_id: uuid.UUID,
-        session: SessionDep,
-        _: Annotated[User, Depends(current_superuser)],
-        caller: CallerDep,
-    ) -> Response:
+        user_id: uuid.UUID, session: SessionDep, _: Superuser, caller: CallerDep
+    ) -> None:
         """End every session of a user (superusers only; the caller's own current session
         stays, when the user is the caller)."""
         await sessions.end_others(session, await existing_user(session, user_id), caller)
-        return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     return router
 
