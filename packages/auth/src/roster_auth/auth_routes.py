@@ -275,6 +275,7 @@ def build_bearer_router(
         "/logout",
         name="auth:jwt.logout",
         status_code=status.HTTP_204_NO_CONTENT,
+        response_class=Response,
         responses={
             status.HTTP_401_UNAUTHORIZED: {
                 "model": ErrorModel,
@@ -287,7 +288,7 @@ def build_bearer_router(
         session: SessionDep,
         bearer_token: Annotated[str | None, Depends(bearer_scheme)],
         body: Annotated[RefreshTokenBody | None, Body()] = None,
-    ) -> Response:
+    ) -> None:
         """End the session: the family of the refresh token given, else that of the access
         token. The access token itself stays valid until it expires (15 minutes by
         default): discard it."""
@@ -302,7 +303,6 @@ def build_bearer_router(
             raise not_authenticated()
         elif claims[1] is not None:
             await sessions.end(session, claims[0], claims[1])
-        return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     return router
 

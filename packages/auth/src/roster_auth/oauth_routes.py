@@ -473,6 +473,7 @@ def build_oauth_accounts_router(current_active_user: UserDependency) -> APIRoute
     """`GET /me/oauth-accounts` and `DELETE /me/oauth-accounts/{id}`, for the `/users`
     router, before FastAPI Users' `/{id}` routes."""
     router = APIRouter(tags=["users"])
+    ActiveUser = Annotated[User, Depends(current_active_user)]  # noqa: N806 - a type alias
 
     @router.get(
         "/me/oauth-accounts",
@@ -480,9 +481,7 @@ def build_oauth_accounts_router(current_active_user: UserDependency) -> APIRoute
         name="users:oauth_accounts",
         responses=UNAUTHORIZED_RESPONSES,
     )
-    async def list_identities(
-        session: SessionDep, user: Annotated[User, Depends(current_active_user)]
-    ) -> list[OAuthAccountRead]:
+    async def list_identities(session: SessionDep, user: ActiveUser) -> list[OAuthAccountRead]:
         """The identities at providers that the signed-in user signs in with, oldest first."""
         rows = await session.execute(
             select(IDENTITIES)
@@ -494,6 +493,7 @@ def build_oauth_accounts_router(current_active_user: UserDependency) -> APIRoute
     @router.delete(
         "/me/oauth-accounts/{link_id}",
         status_code=status.HTTP_204_NO_CONTENT,
+        response_class=Response,
         name="users:unlink_oauth_account",
         responses={
             **UNAUTHORIZED_RESPONSES,
@@ -508,14 +508,9 @@ def build_oauth_accounts_router(current_active_user: UserDependency) -> APIRoute
             },
         },
     )
-    async def unlink(
-        link_id: uuid.UUID,
-        session: SessionDep,
-        user: Annotated[User, Depends(current_active_user)],
-    ) -> Response:
+    async def unlink(link_id: uuid.UUID, session: SessionDep, user: ActiveUser) -> None:
         """Stop signing in with this identity."""
         await unlink_identity(session, user.id, link_id)
-        return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     return router
 

@@ -59,12 +59,7 @@ def build_sessions_router(
 ) -> APIRouter:
     """The session routes, to include in the `/users` router before FastAPI Users' users
     router."""
-    router = APIRouter()
-    CallerDep = Annotated[CallerSession, Depends(caller_session)]  # noqa: N806 - a type
-    superuser_responses: dict[int | str, dict[str, Any]] = {
-        **SUPERUSER_RESPONSES,
-        status.HTTP_404_NOT_FOUND: {"model": ErrorModel, "description": "No such user."},
-    }
+    CallerDep = Annotated[CallerSession, Depends(caller_session)]  # noqa: N806 - a type alias
     not_found: dict[int | str, dict[str, Any]] = {
         status.HTTP_404_NOT_FOUND: {
             "model": ErrorModel,
@@ -76,106 +71,91 @@ def build_sessions_router(
         if not await sessions.end(session, user_id, session_id):
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=SESSION_NOT_FOUND)
 
-    @router.get(
-        "/me/sessions",
-        response_model=list[SessionRead],
-        name="users:current_user_sessions",
-        responses=UNAUTHORIZED_RESPONSES,
-    )
+    # The signed-in user's own sessions.
+    mine = APIRouter(responses=UNAUTHORIZED_RESPONSES)
+    ActiveUser = Annotated[User, Depends(current_active_user)]  # noqa: N806 - a type alias
+
+    @mine.get("/me/sessions", response_model=list[SessionRead], name="users:current_user_sessions")
     async def my_sessions(
-        session: SessionDep,
-        user: Annotated[User, Depends(current_active_user)],
-        caller: CallerDep,
+        session: SessionDep, user: ActiveUser, caller: CallerDep
     ) -> list[SessionRead]:
         """Where you are signed in: your live cookie sessions and refresh-token families,
         newest first; `current` marks this request's."""
         rows = await sessions.live(session, user.id, caller)
         return [SessionRead.model_validate(row) for row in rows]
 
-    @router.delete(
+    @mine.delete(
         "/me/sessions/{session_id}",
         status_code=status.HTTP_204_NO_CONTENT,
+        response_class=Response,
         name="users:end_current_user_session",
-        responses={**UNAUTHORIZED_RESPONSES, **not_found},
+        responses=not_found,
     )
-    async def end_my_session(
-        session_id: uuid.UUID,
-        session: SessionDep,
-        user: Annotated[User, Depends(current_active_user)],
-    ) -> Response:
+    async def end_my_session(session_id: uuid.UUID, session: SessionDep, user: ActiveUser) -> None:
         """End one of your sessions (the current one too: that is a logout)."""
         await end_one(session, user.id, session_id)
-        return Response(status_code=status.HTTP_204_NO_CONTENT)
 
-    @router.delete(
+    @mine.delete(
         "/me/sessions",
         status_code=status.HTTP_204_NO_CONTENT,
+        response_class=Response,
         name="users:end_current_user_other_sessions",
-        responses=UNAUTHORIZED_RESPONSES,
     )
     async def end_my_other_sessions(
-        session: SessionDep,
-        user: Annotated[User, Depends(current_active_user)],
-        caller: CallerDep,
-    ) -> Response:
+        session: SessionDep, user: ActiveUser, caller: CallerDep
+    ) -> None:
         """End every session of yours but the current one."""
         await sessions.end_others(session, user.id, caller)
-        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    # Any user's, for superusers.
+    theirs = APIRouter(
+        responses={
+            **SUPERUSER_RESPONSES,
+            status.HTTP_404_NOT_FOUND: {"model": ErrorModel, "description": "No such user."},
+        },
+        dependencies=[Depends(current_superuser)],
+    )
 
     async def existing_user(session: AsyncSession, user_id: uuid.UUID) -> uuid.UUID:
         if await session.get(User, user_id) is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND)
         return user_id
 
-    @router.get(
-        "/{user_id}/sessions",
-        response_model=list[SessionRead],
-        name="users:user_sessions",
-        responses=superuser_responses,
-    )
+    @theirs.get("/{user_id}/sessions", response_model=list[SessionRead], name="users:user_sessions")
     async def user_sessions(
-        user_id: uuid.UUID,
-        session: SessionDep,
-        _: Annotated[User, Depends(current_superuser)],
-        caller: CallerDep,
+        user_id: uuid.UUID, session: SessionDep, caller: CallerDep
     ) -> list[SessionRead]:
         """A user's live sessions (superusers only)."""
         rows = await sessions.live(session, await existing_user(session, user_id), caller)
         return [SessionRead.model_validate(row) for row in rows]
 
-    @router.delete(
+    @theirs.delete(
         "/{user_id}/sessions/{session_id}",
         status_code=status.HTTP_204_NO_CONTENT,
+        response_class=Response,
         name="users:end_user_session",
-        responses={**superuser_responses, **not_found},
+        responses=not_found,
     )
     async def end_user_session(
-        user_id: uuid.UUID,
-        session_id: uuid.UUID,
-        session: SessionDep,
-        _: Annotated[User, Depends(current_superuser)],
-    ) -> Response:
+        user_id: uuid.UUID, session_id: uuid.UUID, session: SessionDep
+    ) -> None:
         """End one of a user's sessions (superusers only)."""
         await end_one(session, await existing_user(session, user_id), session_id)
-        return Response(status_code=status.HTTP_204_NO_CONTENT)
 
-    @router.delete(
+    @theirs.delete(
         "/{user_id}/sessions",
         status_code=status.HTTP_204_NO_CONTENT,
+        response_class=Response,
         name="users:end_user_sessions",
-        responses=superuser_responses,
     )
-    async def end_user_sessions(
-        user_id: uuid.UUID,
-        session: SessionDep,
-        _: Annotated[User, Depends(current_superuser)],
-        caller: CallerDep,
-    ) -> Response:
+    async def end_user_sessions(user_id: uuid.UUID, session: SessionDep, caller: CallerDep) -> None:
         """End every session of a user (superusers only; the caller's own current session
         stays, when the user is the caller)."""
         await sessions.end_others(session, await existing_user(session, user_id), caller)
-        return Response(status_code=status.HTTP_204_NO_CONTENT)
 
+    router = APIRouter()
+    router.include_router(mine)
+    router.include_router(theirs)
     return router
 
 

@@ -221,6 +221,27 @@ async def _flush(
         raise
 
 
+async def _record_group_event(
+    session: AsyncSession,
+    action: AuditAction,
+    user: User,
+    group_id: int,
+    details: Mapping[str, Any],
+    *,
+    subject_user_id: uuid.UUID | None = None,
+) -> None:
+    """The audit event of a flushed ORM change that `user` made to a group: one INSERT on the
+    session's connection, in the change's transaction (no autoflush: the change is written)."""
+    await record_event(
+        await session.connection(),
+        action,
+        actor_id=user.id,
+        group_id=group_id,
+        subject_user_id=subject_user_id,
+        details=details,
+    )
+
+
 async def create_group(session: AsyncSession, user: User, data: GroupCreate) -> GroupPublic:
     """A new group, owned by its creator."""
     group = UserGroup(name=data.name, description=data.description)
@@ -230,12 +251,8 @@ async def create_group(session: AsyncSession, user: User, data: GroupCreate) -> 
     session.add(Membership(group_id=group.id, user_id=user.id, role=GroupRole.OWNER))
     # A foreign-key violation: the creator's account was deleted meanwhile.
     await _flush(session, on_foreign_key=UserNotFoundError)
-    await record_event(
-        await session.connection(),
-        AuditAction.GROUP_CREATED,
-        actor_id=user.id,
-        group_id=group.id,
-        details={"name": group.name},
+    await _record_group_event(
+        session, AuditAction.GROUP_CREATED, user, group.id, {"name": group.name}
     )
     return _group_public(group, GroupRole.OWNER)
 
@@ -310,12 +327,8 @@ async def update_group(
     if changes:
         await _flush(session, on_unique=GroupNameAlreadyExistsError)
         # Only what changed, before and after: a PATCH that changes nothing records nothing.
-        await record_event(
-            await session.connection(),
-            AuditAction.GROUP_UPDATED,
-            actor_id=user.id,
-            group_id=access.group_id,
-            details={"old": old, "new": changes},
+        await _record_group_event(
+            session, AuditAction.GROUP_UPDATED, user, access.group_id, {"old": old, "new": changes}
         )
     return _group_public(group, access.role)
 
@@ -325,12 +338,8 @@ async def delete_group(session: AsyncSession, user: User, group_id: int) -> None
     access = await authorize(session, user, group_id, GroupRole.OWNER, lock=True)
     await session.delete(access.group)
     await session.flush()
-    await record_event(
-        await session.connection(),
-        AuditAction.GROUP_DELETED,
-        actor_id=user.id,
-        group_id=access.group_id,
-        details={"name": access.group.name},
+    await _record_group_event(
+        session, AuditAction.GROUP_DELETED, user, access.group_id, {"name": access.group.name}
     )
 
 
@@ -818,13 +827,13 @@ async def change_role(
         return _member_public(membership)
     membership.role = role
     await session.flush()
-    await record_event(
-        await session.connection(),
+    await _record_group_event(
+        session,
         AuditAction.MEMBER_ROLE_CHANGED,
-        actor_id=user.id,
-        group_id=group_id,
+        user,
+        group_id,
+        {"old_role": old_role.value, "new_role": role.value},
         subject_user_id=member_id,
-        details={"old_role": old_role.value, "new_role": role.value},
     )
     return _member_public(membership)
 

@@ -19,7 +19,16 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from roster_auth import AuthConfigError, OAuthProvider
@@ -136,29 +145,29 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = None
     # Sized for one worker's concurrency: connections beyond the pool are opened and closed
     # per request, which costs more than the request itself under load.
-    database_pool_size: int = Field(default=15, ge=1)
-    database_max_overflow: int = Field(default=5, ge=0)
+    database_pool_size: PositiveInt = 15
+    database_max_overflow: NonNegativeInt = 5
     # Off by default: a ping is three extra round trips per request. A connection the server
     # dropped fails its request with a 503 and SQLAlchemy replaces the whole pool, so the
     # service still recovers by itself; recycling retires connections before servers or
     # proxies drop idle ones.
     database_pool_pre_ping: bool = False
-    database_pool_recycle_seconds: float = Field(default=1800.0, gt=0)
-    database_pool_timeout_seconds: float = Field(default=10.0, gt=0)
-    database_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    database_pool_recycle_seconds: PositiveFloat = 1800.0
+    database_pool_timeout_seconds: PositiveFloat = 10.0
+    database_connect_timeout_seconds: PositiveFloat = 5.0
     # Time limits on each of the service's connections (0: none). `roster migrate` runs without
     # them: a migration may rewrite a whole table, and it waits on purpose for the migration
     # lock of a concurrent run. Past a limit a request answers 503 with Retry-After.
     # Every statement roster sends reads through an index, at most one page of rows (the tests
     # check the plans): one still running after 10 s is a fault or an attack, and it holds one
     # of the pool's 20 connections that long.
-    database_statement_timeout_seconds: float = Field(default=10.0, ge=0)
+    database_statement_timeout_seconds: NonNegativeFloat = 10.0
     # Writers hold a group's row lock for one short transaction (milliseconds); a request that
     # waits 3 s for it is queued behind something wrong, holding a pooled connection meanwhile.
-    database_lock_timeout_seconds: float = Field(default=3.0, ge=0)
+    database_lock_timeout_seconds: NonNegativeFloat = 3.0
     # Longer than any pause inside a request's transaction (a password hash, a mail sent within
     # the SMTP timeout of 10 s); ends a transaction a stuck request left open, and its locks.
-    database_idle_in_transaction_timeout_seconds: float = Field(default=30.0, ge=0)
+    database_idle_in_transaction_timeout_seconds: NonNegativeFloat = 30.0
     data_dir: Path | None = None
     migrations_dir: Path | None = None
 
@@ -166,24 +175,24 @@ class Settings(BaseSettings):
     access_token_secret: SecretStr | None = None
     reset_password_secret: SecretStr | None = None
     verify_secret: SecretStr | None = None
-    access_token_lifetime_seconds: int = Field(default=15 * 60, gt=0)
-    cookie_token_lifetime_seconds: int = Field(default=14 * 24 * 3600, gt=0)
+    access_token_lifetime_seconds: PositiveInt = 15 * 60
+    cookie_token_lifetime_seconds: PositiveInt = 14 * 24 * 3600
     # Bearer clients' refresh tokens: a session's lifetime from its login, and how long its
     # newest token may wait unused (roster_auth.sessions).
-    refresh_token_lifetime_seconds: int = Field(default=30 * 24 * 3600, gt=0)
-    refresh_token_idle_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    refresh_token_lifetime_seconds: PositiveInt = 30 * 24 * 3600
+    refresh_token_idle_seconds: PositiveInt = 7 * 24 * 3600
     cookie_secure: bool = True
     cookie_samesite: Literal["lax", "strict", "none"] = "lax"
     registration_enabled: bool = True
     public_base_url: str = "http://localhost:8000"
     # Invitations into groups: how long one stays valid, and the path of the front end's page
     # that the mail's link opens (ROSTER_PUBLIC_BASE_URL + this + ?token=...).
-    invitation_lifetime_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    invitation_lifetime_seconds: PositiveInt = 7 * 24 * 3600
     invitation_accept_path: str = Field(default="/invitations/accept", pattern=r"^/")
     # Password hashing, per process: hashes at once, and requests that may wait for one
     # (beyond them: 503 PASSWORD_HASHING_BUSY at once).
-    max_concurrent_password_hashes: int = Field(default=1, ge=1)
-    max_waiting_password_hashes: int = Field(default=4, ge=0)
+    max_concurrent_password_hashes: PositiveInt = 1
+    max_waiting_password_hashes: NonNegativeInt = 4
     # The hashing threads' nice value (Linux), and how long a refusal of password traffic
     # (429, 503) is held before it is sent (see roster_auth.AuthConfig).
     password_hashing_niceness: int = Field(default=15, ge=0, le=19)
@@ -193,16 +202,16 @@ class Settings(BaseSettings):
     # ThrottleConfig says how). The client address is the socket's peer, or the forwarded one
     # when the server trusts the proxy (ROSTER_FORWARDED_ALLOW_IPS).
     throttle_enabled: bool = True
-    throttle_login_window_seconds: int = Field(default=15 * 60, ge=1)
-    throttle_login_failures_per_account_and_address: int = Field(default=5, ge=1)
-    throttle_login_failures_per_address: int = Field(default=50, ge=1)
-    throttle_login_failures_per_account: int = Field(default=10, ge=1)
-    throttle_registration_window_seconds: int = Field(default=3600, ge=1)
-    throttle_registrations_per_address: int = Field(default=10, ge=1)
-    throttle_registrations_per_email: int = Field(default=5, ge=1)
-    throttle_mail_window_seconds: int = Field(default=3600, ge=1)
-    throttle_mail_requests_per_address: int = Field(default=10, ge=1)
-    throttle_mail_requests_per_email: int = Field(default=3, ge=1)
+    throttle_login_window_seconds: PositiveInt = 15 * 60
+    throttle_login_failures_per_account_and_address: PositiveInt = 5
+    throttle_login_failures_per_address: PositiveInt = 50
+    throttle_login_failures_per_account: PositiveInt = 10
+    throttle_registration_window_seconds: PositiveInt = 3600
+    throttle_registrations_per_address: PositiveInt = 10
+    throttle_registrations_per_email: PositiveInt = 5
+    throttle_mail_window_seconds: PositiveInt = 3600
+    throttle_mail_requests_per_address: PositiveInt = 10
+    throttle_mail_requests_per_email: PositiveInt = 3
 
     # Identity providers to sign in with (roster_auth.oauth): each one is configured when its
     # variables are set, all of them (OAUTH_PROVIDER_FIELDS). The name is the path segment of
@@ -233,9 +242,9 @@ class Settings(BaseSettings):
     # HTTP.
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
-    workers: int = Field(default=1, ge=1)
+    workers: PositiveInt = 1
     cors_origins: Annotated[list[str], NoDecode] = []
-    max_body_size: int = Field(default=1024 * 1024, ge=0)
+    max_body_size: NonNegativeInt = 1024 * 1024
 
     # Connections, per worker process (`roster serve` hands them to uvicorn). Production runs
     # behind a reverse proxy (README): these bound what reaches this process, not the internet.
@@ -249,7 +258,7 @@ class Settings(BaseSettings):
     # uvicorn's own default: an idle keep-alive connection is closed after 5 s, so idle clients
     # give their place under `limit_concurrency` back. A proxy's upstream idle timeout must be
     # shorter, or it may reuse a connection just as it is closed.
-    timeout_keep_alive_seconds: int = Field(default=5, ge=1)
+    timeout_keep_alive_seconds: PositiveInt = 5
     # h11 (uvicorn's pure-Python parser) refuses a request line and headers larger than this
     # with a 400 (h11's own default, 16 KiB: a JWT and a cookie fit many times over).
     # httptools, faster by ~50 us a request, a percent or two of roster's cost per request,
