@@ -21,9 +21,8 @@ import os
 import pstats
 import secrets
 import sys
-import tempfile
 import time
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -241,7 +240,9 @@ async def measure(args: argparse.Namespace, database_url: str, dsn: str) -> None
             for field in ("wall_us", "cpu_us", "postgres_us"):
                 roster_us = min(getattr(r, field) for r in times["roster"])
                 ceiling_us = min(getattr(r, field) for r in times["ceiling"])
-                columns.append(f"{roster_us:7.0f} {ceiling_us:7.0f} {roster_us / ceiling_us:5.2f}")
+                # A short round may see no Postgres CPU tick (1/100 s) at all.
+                ratio = f"{roster_us / ceiling_us:5.2f}" if ceiling_us else "    -"
+                columns.append(f"{roster_us:7.0f} {ceiling_us:7.0f} {ratio}")
             print(f"{scenario.key:<16} " + "   ".join(columns), flush=True)
     if profiler is not None:
         profiler.dump_stats(args.profile)
@@ -259,16 +260,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 os.sched_setaffinity(0, {args.core})
             try:
                 import uvloop
-
-                runner: Callable[[Awaitable[None]], None] = uvloop.run  # type: ignore[assignment]
-            except ImportError:
-                runner = asyncio.run  # type: ignore[assignment]
-            runner(measure(args, database_url, dsn))
+            except ImportError:  # the stdlib loop is slower but works (as bench.pyload)
+                asyncio.run(measure(args, database_url, dsn))
+            else:
+                uvloop.run(measure(args, database_url, dsn))
         finally:
             asyncio.run(postgres.drop_database(url, database_url))
     return 0
 
 
 if __name__ == "__main__":
-    with tempfile.TemporaryDirectory():
-        sys.exit(main())
+    sys.exit(main())
