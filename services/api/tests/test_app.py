@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import gc
 import logging
+import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,12 +17,12 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from roster_api import migrations
-from roster_api.app import create_app
+from roster_api.app import create_app, create_app_from_environment
 from roster_auth import RosterAuth, User
 from roster_auth.testing import DEFAULT_PASSWORD, config_for_tests
 from roster_db.testing import CreateDatabase
 
-from .conftest import UNREACHABLE_DATABASE_URL, make_settings, serve
+from .conftest import MIGRATIONS_DIR, UNREACHABLE_DATABASE_URL, make_settings, serve
 
 Sessionmaker = async_sessionmaker[AsyncSession]
 
@@ -68,6 +70,33 @@ def unreachable_app() -> FastAPI:
 async def count_users(sessionmaker: Sessionmaker) -> int:
     async with sessionmaker() as session:
         return (await session.scalar(select(func.count()).select_from(User))) or 0
+
+
+# --- the served factory ---------------------------------------------------------------------
+
+
+def test_the_served_factory_leaves_startup_objects_out_of_garbage_collection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in list(os.environ):
+        if name.startswith("ROSTER_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("ROSTER_ENVIRONMENT", "development")
+    monkeypatch.setenv("ROSTER_DATABASE_URL", UNREACHABLE_DATABASE_URL)
+    monkeypatch.setenv("ROSTER_MIGRATIONS_DIR", str(MIGRATIONS_DIR))
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    gc.unfreeze()
+    try:
+        app = create_app_from_environment()
+        frozen = gc.get_freeze_count()
+    finally:
+        gc.unfreeze()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    assert isinstance(app, FastAPI)
+    # The app's routes and their validators at least: thousands of objects.
+    assert frozen > len(app.routes) * 100
 
 
 # --- health ---------------------------------------------------------------------------------
