@@ -107,6 +107,21 @@ async def test_the_access_log_leaves_out_query_strings(caplog: pytest.LogCapture
     assert "very-secret-reset-token" not in json.dumps(event)
 
 
+async def test_above_info_the_access_log_is_silent_and_answers_are_unchanged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = create_app(
+        make_settings(database_url=UNREACHABLE_DATABASE_URL), auth_config=config_for_tests()
+    )
+    with caplog.at_level(logging.WARNING, logger="roster_api.access"):
+        async with serve(app) as client:
+            live = await client.get("/health/live")
+            missing = await client.get("/no-such-route")
+    assert (live.status_code, live.json()) == (200, {"status": "alive"})
+    assert missing.status_code == 404
+    assert [r for r in caplog.records if r.name == "roster_api.access"] == []
+
+
 @pytest.fixture
 def restored_root_logger() -> Iterator[None]:
     root = logging.getLogger()

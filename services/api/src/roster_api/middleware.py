@@ -313,6 +313,10 @@ class ErrorResponseMiddleware(HttpMiddleware):
 
 class AccessLogMiddleware(HttpMiddleware):
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not access_logger.isEnabledFor(logging.INFO):
+            # The access log is off (a level above INFO): nothing to time or watch.
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
         watch = ResponseWatch(send)
         try:
