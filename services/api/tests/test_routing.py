@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
-from starlette.routing import Mount, Route
+from starlette.routing import Match, Mount, Route
 
 from roster_api import app as app_module
 from roster_api.app import create_app
-from roster_api.routing import flatten_routes
+from roster_api.routing import FlatRoute, flatten_routes
 
-from .conftest import UNREACHABLE_DATABASE_URL, make_settings
+from .conftest import UNREACHABLE_DATABASE_URL, make_settings, serve
 
 # Every optional router on: the identity providers' routes and the linked identities'.
 PROVIDERS: dict[str, Any] = {
@@ -93,3 +93,42 @@ def test_a_mount_inside_an_included_router_is_refused() -> None:
     app.include_router(router, prefix="/files")
     with pytest.raises(TypeError, match="not an APIRoute"):
         flatten_routes(app)
+
+
+def scope_of(method: str, path: str, root_path: str = "") -> dict[str, Any]:
+    return {"type": "http", "method": method, "path": path, "root_path": root_path}
+
+
+def test_a_flat_route_turns_away_only_paths_it_could_never_match() -> None:
+    async def endpoint(group_id: int) -> dict[str, int]:
+        return {"group_id": group_id}
+
+    inner = APIRouter()
+    inner.add_api_route("/groups/{group_id}/members", endpoint, methods=["GET"])
+    app = FastAPI()
+    app.include_router(inner)
+    flatten_routes(app)
+    [route] = [route for route in app.router.routes if isinstance(route, FlatRoute)]
+    assert route.literal_prefix == "/groups/"
+
+    def match(method: str, path: str, root_path: str = "") -> Match:
+        return route.matches(scope_of(method, path, root_path))[0]
+
+    assert match("GET", "/groups/7/members") is Match.FULL
+    # A method the route lacks is still a partial match: the router answers 405, not 404.
+    assert match("DELETE", "/groups/7/members") is Match.PARTIAL
+    # Behind a proxy's prefix, the path is read as Starlette reads it (less the root path).
+    assert match("GET", "/api/groups/7/members", root_path="/api") is Match.FULL
+    assert match("GET", "/users/me") is Match.NONE
+    assert match("GET", "/group/7/members") is Match.NONE
+    assert match("GET", "/groups/7/members/more") is Match.NONE  # the pattern still decides
+
+
+async def test_the_flat_app_still_answers_405_and_404(apps: tuple[FastAPI, FastAPI]) -> None:
+    flat, _ = apps
+    async with serve(flat) as client:
+        wrong_method = await client.put("/users/me/groups")
+        unknown = await client.get("/groups/1/nothing-here")
+    assert wrong_method.status_code == 405
+    assert "GET" in wrong_method.headers["allow"]
+    assert unknown.status_code == 404
