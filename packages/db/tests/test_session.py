@@ -10,7 +10,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionma
 from sqlalchemy.pool import QueuePool
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from roster_db import SessionDep, create_engine, one_off_engine, session_scope
+from roster_db import (
+    SessionDep,
+    create_engine,
+    create_sessionmaker,
+    one_off_engine,
+    session_scope,
+    transactional,
+)
+from roster_db.testing import CreateDatabase
 from roster_db.testkit import asgi_client
 
 
@@ -85,6 +93,40 @@ async def test_engine_without_time_limits_keeps_the_servers(database_url: str) -
     try:
         async with engine.connect() as connection:
             assert await _timeouts(connection) == ("0", "0", "0")
+    finally:
+        await engine.dispose()
+
+
+async def test_an_autocommit_engine_commits_each_statement_and_sessions_get_transactions(
+    create_database: CreateDatabase,
+) -> None:
+    # One pooled connection: the session below and the reads before and after share it.
+    engine = create_engine(await create_database(), pool_size=1, max_overflow=0, autocommit=True)
+    sessionmaker = create_sessionmaker(transactional(engine))
+    try:
+        async with engine.connect() as connection:
+            await _create_notes(connection)
+            await connection.execute(text("INSERT INTO note (body) VALUES ('committed alone')"))
+        # Never committed, yet kept: no transaction was open.
+        async with engine.connect() as connection:
+            assert await _count(connection) == 1
+
+        async def failing_unit_of_work() -> None:
+            async with session_scope(sessionmaker) as session:
+                connection = await session.connection()
+                level = await connection.execute(text("SHOW transaction_isolation"))
+                assert level.scalar_one() == "read committed"
+                await _insert(session, "dropped with its transaction")
+                raise RuntimeError("the route failed")
+
+        with pytest.raises(RuntimeError, match="the route failed"):
+            await failing_unit_of_work()
+        async with engine.connect() as connection:
+            assert await _count(connection) == 1
+            # The connection the session used is back in AUTOCOMMIT mode.
+            await connection.execute(text("INSERT INTO note (body) VALUES ('again alone')"))
+        async with engine.connect() as connection:
+            assert await _count(connection) == 2
     finally:
         await engine.dispose()
 

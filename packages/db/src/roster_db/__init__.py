@@ -32,7 +32,13 @@ from roster_db.pagination import (
 )
 from roster_db.reading import EngineReader, Reader, SessionReader
 from roster_db.responses import RowsJSONResponse
-from roster_db.session import create_engine, create_sessionmaker, one_off_engine, session_scope
+from roster_db.session import (
+    create_engine,
+    create_sessionmaker,
+    one_off_engine,
+    session_scope,
+    transactional,
+)
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -73,4 +79,5 @@ __all__ = [
     "record_event",
     "session_scope",
     "sqlstate_of",
+    "transactional",
 ]

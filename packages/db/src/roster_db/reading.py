@@ -28,11 +28,11 @@ class Reader(Protocol):
 
 class EngineReader:
     """Each statement on its own pooled connection, in AUTOCOMMIT mode (no BEGIN, no COMMIT:
-    one round trip). The pool's reset on return sends nothing either, as no transaction began."""
+    one round trip), from an engine created with `create_engine(..., autocommit=True)`. The
+    pool's reset on return sends nothing either, as no transaction began."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        # The same pool, another isolation level for the connections it lends here.
-        self.engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.engine = engine
 
     async def all(
         self, statement: Executable, parameters: Mapping[str, Any] | None = None

@@ -38,7 +38,7 @@ from roster_auth import (
     SmtpMailer,
     ThrottleConfig,
 )
-from roster_db import EngineReader, create_engine, create_sessionmaker
+from roster_db import EngineReader, create_engine, create_sessionmaker, transactional
 from roster_db.dependencies import READER_STATE, SESSIONMAKER_STATE
 from roster_groups import InvitationConfig, include_with_groups
 
@@ -163,6 +163,9 @@ def create_app(
             idle_in_transaction_session_timeout_seconds=(
                 settings.database_idle_in_transaction_timeout_seconds
             ),
+            # Its connections come in AUTOCOMMIT mode, for the reader; sessions ask for
+            # transactions (`transactional`).
+            autocommit=True,
         )
         logger.info(
             "roster API starting",
@@ -174,7 +177,7 @@ def create_app(
         )
         try:
             yield {
-                SESSIONMAKER_STATE: create_sessionmaker(engine),
+                SESSIONMAKER_STATE: create_sessionmaker(transactional(engine)),
                 # Single-statement reads (the current user, the listings) on the same pool,
                 # without BEGIN and COMMIT.
                 READER_STATE: EngineReader(engine),
