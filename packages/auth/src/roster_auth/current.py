@@ -15,8 +15,9 @@ application's `Reader` (AUTOCOMMIT: one round trip):
 A JWT never costs a read of the session tables: a refresh-token family that is revoked leaves
 the access tokens it issued valid until they expire (15 minutes by default).
 
-Nothing is cached but the statements: every request reads the row afresh, so a deactivation or
-a password change (which deletes the stored tokens in the same commit) counts from the next
+Nothing is cached but the statements and the JWTs already verified (each until its expiry, see
+`RequiredClaimsJWTStrategy`): every request reads the row afresh, so a deactivation or a
+password change (which deletes the stored tokens in the same commit) counts from the next
 request on. The answers are FastAPI Users': 401 without a valid token or for an inactive user,
 403 for a non-superuser where a superuser is required.
 """
