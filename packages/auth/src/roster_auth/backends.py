@@ -10,6 +10,7 @@
 import functools
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final
@@ -105,14 +106,14 @@ class RequiredClaimsJWTStrategy(JWTStrategy[User, uuid.UUID]):
         except (jwt.PyJWTError, ValueError, TypeError, AttributeError):
             return None
         if len(self._verified) >= VERIFIED_TOKENS_KEPT:
-            del self._verified[next(iter(self._verified))]  # the oldest
+            self._verified.popitem(last=False)  # the oldest
         self._verified[token] = (claims, expires_at)
         return claims
 
     @functools.cached_property
-    def _verified(self) -> dict[str, tuple[TokenClaims, int]]:
+    def _verified(self) -> OrderedDict[str, tuple[TokenClaims, int]]:
         # Insertion order is age order: the first key is the oldest.
-        return {}
+        return OrderedDict()
 
     def write_session_token(self, user_id: uuid.UUID, family_id: uuid.UUID) -> str:
         """An access token for the user, naming the refresh-token family it was issued for."""
