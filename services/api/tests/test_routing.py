@@ -47,6 +47,28 @@ def test_the_openapi_document_is_the_included_routers_one(apps: tuple[FastAPI, F
     assert flat.openapi() == included.openapi()
 
 
+def test_every_operation_behind_a_credential_documents_both_schemes_and_401(
+    apps: tuple[FastAPI, FastAPI],
+) -> None:
+    flat, _ = apps
+    schema = flat.openapi()
+    both: list[dict[str, list[str]]] = [{"APIKeyCookie": []}, {"OAuth2PasswordBearer": []}]
+    for path, method in [
+        ("/users/me", "get"),
+        ("/groups/{group_id}/members", "get"),
+        ("/user-groups/{group_id}/users", "get"),
+        ("/groups", "post"),
+        ("/users/me/oauth-accounts", "get"),
+        ("/events", "get"),
+    ]:
+        operation = schema["paths"][path][method]
+        assert operation["security"] == both, (method, path)
+        assert "401" in operation["responses"], (method, path)
+    for path, method in [("/auth/register", "post"), ("/health/live", "get")]:
+        assert "security" not in schema["paths"][path][method], (method, path)
+    assert set(schema["components"]["securitySchemes"]) == {"APIKeyCookie", "OAuth2PasswordBearer"}
+
+
 def test_no_included_router_is_left_and_the_order_is_kept(
     apps: tuple[FastAPI, FastAPI],
 ) -> None:

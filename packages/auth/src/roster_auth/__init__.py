@@ -2,7 +2,13 @@
 
 from roster_auth.auth import RosterAuth
 from roster_auth.config import AuthConfig, AuthConfigError, OAuthProvider, ThrottleConfig
-from roster_auth.current import CALLER, Credentials, CredentialsDependency, not_authenticated
+from roster_auth.current import (
+    CALLER,
+    Credentials,
+    CredentialsDependency,
+    document_credentials,
+    not_authenticated,
+)
 from roster_auth.dependencies import UserDependency, UserManagerDependency
 from roster_auth.errors import (
     PASSWORD_HASHING_BUSY,
@@ -83,6 +89,7 @@ __all__ = [
     "UserRead",
     "UserUpdate",
     "UserUpdateMe",
+    "document_credentials",
     "not_authenticated",
     "prune_sessions",
     "token_digest",

@@ -2,15 +2,21 @@
 
 FastAPI Users' own `current_user` builds a user manager, a user database adapter and a session
 for every request, and reads the user through the ORM (`session.get`) inside a transaction:
-BEGIN, SELECT, COMMIT. Here, the backends' transports still find the token (the same security
-schemes in OpenAPI, the cookie tried first, then the bearer token, as FastAPI Users does), and
-the user's row comes from one Core statement, built once from the models' tables, run by the
-application's `Reader` (AUTOCOMMIT: one round trip):
+BEGIN, SELECT, COMMIT. Here, the backends' transports still find the token (the cookie tried
+first, then the bearer token, as FastAPI Users does), and the user's row comes from one Core
+statement, built once from the models' tables, run by the application's `Reader` (AUTOCOMMIT:
+one round trip):
 
 - a bearer JWT: the strategy checks the signature and the claims, then the row by id;
 - the cookie: the stored token (its SHA-256 digest, computed here) and its user in one
   statement (a token older than the backend's lifetime is no token), which also writes the
   session's `last_used_at` when it is older than the touch interval (5 minutes by default).
+
+The transports' security schemes are called, not depended on: FastAPI solves every dependency
+as a node of its own, and the two schemes' nodes cost about 4 % of a members page (bench/NOTES.md).
+So OpenAPI does not see them through these dependencies; `document_credentials` adds to the
+document what depending on them would have: both schemes on every operation whose route uses
+one of these dependencies, the cookie first, and their definitions.
 
 A JWT never costs a read of the session tables: a refresh-token family that is revoked leaves
 the access tokens it issued valid until they expire (15 minutes by default).
@@ -26,12 +32,16 @@ import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Final, cast
+from typing import Any, Final, Protocol, TypeVar, cast
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import HTTPException, Request, status
+from fastapi.dependencies.models import Dependant
+from fastapi.encoders import jsonable_encoder
+from fastapi.routing import iter_route_contexts
 from fastapi.security.base import SecurityBase
 from sqlalchemy import ColumnElement, Row, Table, and_, bindparam, func, select, update
 from sqlalchemy.orm import make_transient_to_detached
+from starlette.routing import BaseRoute
 
 from roster_auth.backends import RequiredClaimsJWTStrategy
 from roster_auth.config import utc_now
@@ -136,6 +146,27 @@ class CredentialSources:
     def touch_interval(self) -> timedelta:
         return timedelta(seconds=self.touch_interval_seconds)
 
+    async def tokens(self, request: Request) -> tuple[str | None, str | None]:
+        """The cookie's token and the bearer token of `request`, as the two schemes read them
+        (FastAPI's `APIKeyCookie` and `OAuth2PasswordBearer`, neither refusing on its own)."""
+        cookie_scheme = cast(_TokenScheme, self.cookie_scheme)
+        bearer_scheme = cast(_TokenScheme, self.bearer_scheme)
+        return await cookie_scheme(request), await bearer_scheme(request)
+
+
+class _TokenScheme(Protocol):
+    async def __call__(self, request: Request) -> str | None: ...
+
+
+DependencyT = TypeVar("DependencyT", bound=Callable[..., Any])
+# Where a dependency of this module keeps the sources it reads (for `document_credentials`).
+_SOURCES_ATTRIBUTE: Final = "roster_credential_sources"
+
+
+def _reading(sources: CredentialSources, dependency: DependencyT) -> DependencyT:
+    setattr(dependency, _SOURCES_ATTRIBUTE, sources)
+    return dependency
+
 
 def not_authenticated() -> HTTPException:
     """FastAPI Users' answer to missing or invalid credentials, or an inactive user."""
@@ -155,16 +186,14 @@ def credentials_dependency(sources: CredentialSources) -> CredentialsDependency:
         sources.clock,
     )
 
-    async def current_credentials(
-        cookie_token: Annotated[str | None, Depends(sources.cookie_scheme)],
-        bearer_token: Annotated[str | None, Depends(sources.bearer_scheme)],
-    ) -> Credentials:
+    async def current_credentials(request: Request) -> Credentials:
+        cookie_token, bearer_token = await sources.tokens(request)
         jwt_user_id = None if bearer_token is None else jwt_strategy.user_id_of(bearer_token)
         if cookie_token is None and jwt_user_id is None:
             raise not_authenticated()
         return Credentials(cookie_token, jwt_user_id, clock() - cookie_lifetime)
 
-    return current_credentials
+    return _reading(sources, current_credentials)
 
 
 def user_from_row(row: Row[Any]) -> User:
@@ -192,13 +221,10 @@ def current_user_row_dependency(
         sources.clock,
     )
 
-    # The reader is taken from the request, not as a dependency of its own: every dependency
-    # FastAPI solves costs a few percent of a request this short.
-    async def current_user_row(
-        request: Request,
-        cookie_token: Annotated[str | None, Depends(sources.cookie_scheme)],
-        bearer_token: Annotated[str | None, Depends(sources.bearer_scheme)],
-    ) -> Row[Any]:
+    # The reader and the tokens are taken from the request, not as dependencies of their own:
+    # every dependency FastAPI solves costs a few percent of a request this short.
+    async def current_user_row(request: Request) -> Row[Any]:
+        cookie_token, bearer_token = await sources.tokens(request)
         reader = reader_of(request)
         rows: Sequence[Row[Any]] = ()
         if cookie_token is not None:
@@ -222,7 +248,7 @@ def current_user_row_dependency(
             raise HTTPException(status.HTTP_403_FORBIDDEN)
         return rows[0]
 
-    return current_user_row
+    return _reading(sources, current_user_row)
 
 
 def current_user_dependency(
@@ -231,16 +257,67 @@ def current_user_dependency(
     """The active user (and a superuser, with `superuser`), or FastAPI Users' 401 (403)."""
     read_row = current_user_row_dependency(sources, superuser=superuser)
 
-    # The same parameters as the row's dependency, called directly rather than depended on
-    # (one dependency fewer to solve on every request).
-    async def current_user(
-        request: Request,
-        cookie_token: Annotated[str | None, Depends(sources.cookie_scheme)],
-        bearer_token: Annotated[str | None, Depends(sources.bearer_scheme)],
-    ) -> User:
-        return user_from_row(await read_row(request, cookie_token, bearer_token))
+    # The row's dependency, called directly rather than depended on (one dependency fewer to
+    # solve on every request).
+    async def current_user(request: Request) -> User:
+        return user_from_row(await read_row(request))
 
-    return current_user
+    return _reading(sources, current_user)
+
+
+def _sources_in(dependant: Dependant) -> CredentialSources | None:
+    """The sources read by the first dependency of this module in `dependant`'s tree."""
+    pending = [dependant]
+    while pending:
+        current = pending.pop()
+        sources = getattr(current.call, _SOURCES_ATTRIBUTE, None)
+        if isinstance(sources, CredentialSources):
+            return sources
+        pending.extend(current.dependencies)
+    return None
+
+
+# Where FastAPI puts an operation's `security`: after these keys, before the rest.
+_OPERATION_METADATA: Final = ("tags", "summary", "description", "operationId", "deprecated")
+
+
+def _with_security(operation: dict[str, Any], required: list[dict[str, list[str]]]) -> None:
+    listed = operation.get("security", [])
+    security = listed + [entry for entry in required if entry not in listed]
+    if "security" in operation:
+        operation["security"] = security
+        return
+    rest = {key: operation.pop(key) for key in list(operation) if key not in _OPERATION_METADATA}
+    operation.update({"security": security, **rest})
+
+
+def document_credentials(schema: dict[str, Any], routes: Sequence[BaseRoute]) -> dict[str, Any]:
+    """Document, in `schema` (FastAPI's OpenAPI document of `routes`, changed in place), the
+    security of every operation whose route uses a dependency of this module, as FastAPI
+    documents two security-scheme dependencies: both schemes, the cookie first, and each
+    scheme's definition under `components.securitySchemes`. An application that mounts
+    roster-auth's routes calls it from its `openapi()`, as roster-api does."""
+    paths: dict[str, Any] = schema.get("paths", {})
+    for context in iter_route_contexts(routes):
+        dependant = getattr(context, "dependant", None)
+        if not isinstance(dependant, Dependant) or not getattr(context, "include_in_schema", True):
+            continue
+        sources = _sources_in(dependant)
+        if sources is None:
+            continue
+        schemes = (sources.cookie_scheme, sources.bearer_scheme)
+        required: list[dict[str, list[str]]] = [{scheme.scheme_name: []} for scheme in schemes]
+        operations = paths.get(str(context.path_format), {})
+        for method in context.methods or ():
+            if method.lower() in operations:
+                _with_security(operations[method.lower()], required)
+        definitions = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+        for scheme in schemes:
+            definitions.setdefault(
+                scheme.scheme_name,
+                jsonable_encoder(scheme.model, by_alias=True, exclude_none=True),
+            )
+    return schema
 
 
 __all__ = [
@@ -253,6 +330,7 @@ __all__ = [
     "credentials_dependency",
     "current_user_dependency",
     "current_user_row_dependency",
+    "document_credentials",
     "not_authenticated",
     "user_from_row",
 ]

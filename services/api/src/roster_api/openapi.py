@@ -18,6 +18,7 @@ from fastapi import FastAPI
 
 from roster_api.errors import ErrorBody, ServiceErrorCode
 from roster_api.health import LIVE_PATH
+from roster_auth import document_credentials
 
 HTTP_METHODS: Final = frozenset({"get", "put", "post", "delete", "patch", "head", "options"})
 ERROR_SCHEMA_NAME: Final = ErrorBody.__name__
@@ -206,12 +207,15 @@ def document_service_errors(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def install_openapi(app: FastAPI) -> None:
-    """Make `app.openapi()` publish the service's error answers too."""
+    """Make `app.openapi()` publish the security of the routes that read credentials
+    (`roster_auth.document_credentials`) and the service's error answers too."""
     build_schema = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = document_service_errors(build_schema())
+            schema = document_credentials(build_schema(), app.routes)
+            # After the security: an operation with security may answer 401.
+            app.openapi_schema = document_service_errors(schema)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
