@@ -14,7 +14,7 @@ ItemT = TypeVar("ItemT")
 
 
 # The two query parameters of a page, for a route that declares them itself (the hot
-# listings: see `PageParams.of`).
+# listings, which build their `PageParams` from them).
 LimitQuery = Annotated[
     int, Query(ge=1, le=MAX_LIMIT, description=f"Page size, at most {MAX_LIMIT}.")
 ]
@@ -28,12 +28,6 @@ class PageParams(BaseModel):
 
     limit: LimitQuery = DEFAULT_LIMIT
     offset: OffsetQuery = 0
-
-    @classmethod
-    def of(cls, limit: int, offset: int) -> "PageParams":
-        """The page of a route's own `limit: LimitQuery` and `offset: OffsetQuery`. Validated
-        again, which costs less than `model_construct` (1.2 against 2.3 µs)."""
-        return cls(limit=limit, offset=offset)
 
 
 # The query's `limit` and `offset`, validated as one model: a parameter of the route, not a

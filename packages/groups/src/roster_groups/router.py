@@ -183,7 +183,7 @@ def create_groups_router(
         # The two hot listings take the reader from the request and the page as two plain
         # parameters: each dependency FastAPI solves, and each parameter model it validates,
         # is a few percent of a request this short (bench/NOTES.md).
-        page = PageParams.of(limit, offset)
+        page = PageParams(limit=limit, offset=offset)
         listing = await service.list_members(reader_of(request), credentials, group_id, page, role)
         return RowsJSONResponse(
             {
@@ -267,7 +267,7 @@ def create_groups_router(
     ) -> Response:
         """A group's users as a bare array (kept for the original example's clients); the
         `Link` header points to the next page and `X-Total-Count` gives the total."""
-        page = PageParams.of(limit, offset)  # as list_members
+        page = PageParams(limit=limit, offset=offset)  # as list_members
         listing = await service.list_users(reader_of(request), credentials, group_id, page)
         headers = {"X-Total-Count": str(listing.total)}
         link = link_header(request, page, listing.total)

@@ -247,5 +247,4 @@ __all__ = [
     "build_throttle_config",
     "create_app",
     "create_app_from_environment",
-    "freeze_startup_objects",
 ]
