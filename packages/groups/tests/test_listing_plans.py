@@ -1,6 +1,7 @@
 """Listings stay fast as a group grows: a page of members is a range of the
 (group_id, joined_at, user_id) index, and only that page is joined to "user" (a deferred join),
-so a deep page neither sorts the group nor reads every member's account."""
+so a deep page neither sorts the group nor reads every member's account; the total is read
+from the group's counts, not counted."""
 
 import json
 import uuid
@@ -113,6 +114,18 @@ async def test_a_deep_page_reads_its_own_rows_in_index_order(
     assert [n["Node Type"] for n in nodes if n.get("Relation Name") == "membership"].count(
         "Seq Scan"
     ) == 0
+    # The total is the group's counts per role (roster_groups.models.GroupMemberCount), not a
+    # count of its memberships: the only memberships read are the page's walk through the
+    # index (the offset and the page) and the caller's own.
+    count_reads = [n for n in nodes if n.get("Relation Name") == "group_member_count"]
+    assert count_reads
+    assert all(n["Actual Rows"] <= len(GroupRole) for n in count_reads)
+    membership_rows_read = sum(
+        n["Actual Rows"] * n["Actual Loops"]
+        for n in nodes
+        if n.get("Relation Name") == "membership"
+    )
+    assert membership_rows_read <= GROUP_SIZE + 1
     user_rows_read = sum(
         n["Actual Rows"] * n["Actual Loops"] for n in nodes if n.get("Relation Name") == "user"
     )

@@ -135,6 +135,54 @@ async def test_upgrade_keeps_existing_data(
     assert [tuple(row) for row in rows] == [("kept@example.com", True)]
 
 
+async def test_the_member_counts_start_from_the_memberships_already_there(
+    create_database: CreateDatabase, migrations_dir: Path
+) -> None:
+    """The revision that adds group_member_count counts the existing memberships; from there
+    on its triggers keep the counts."""
+    url = await create_database()
+    await migrations.upgrade(url, migrations_dir, "9b3f61d2c8e7")
+    users = [f"6f1c1f5e-0000-4000-8000-00000000000{n}" for n in range(1, 4)]
+    async with one_off_engine(url) as engine:
+        async with engine.begin() as connection:
+            for n, user_id in enumerate(users):
+                await connection.execute(
+                    text(
+                        'INSERT INTO "user" (id, email, hashed_password, is_active, '
+                        "is_superuser, is_verified) VALUES (:id, :email, 'hash', true, false, true)"
+                    ),
+                    {"id": user_id, "email": f"counted{n}@example.com"},
+                )
+            await connection.execute(
+                text("INSERT INTO user_group (id, name) VALUES (1, 'A'), (2, 'B')")
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO membership (group_id, user_id, role) VALUES "
+                    "(1, :a, 'owner'), (1, :b, 'member'), (1, :c, 'member'), (2, :a, 'owner')"
+                ),
+                dict(zip("abc", users, strict=True)),
+            )
+
+        await migrations.upgrade(url, migrations_dir)
+
+        async with engine.begin() as connection:
+            counts = text("SELECT group_id, role, member_count FROM group_member_count")
+            assert set((await connection.execute(counts)).all()) == {
+                (1, "owner", 1),
+                (1, "member", 2),
+                (2, "owner", 1),
+            }
+            await connection.execute(
+                text("DELETE FROM membership WHERE group_id = 1 AND role = 'member'")
+            )
+            assert set((await connection.execute(counts)).all()) == {
+                (1, "owner", 1),
+                (1, "member", 0),
+                (2, "owner", 1),
+            }
+
+
 CATALOG_QUERIES = {
     "columns": """
         SELECT table_name, column_name, data_type, character_maximum_length, is_nullable,

@@ -154,6 +154,22 @@ class Membership(SQLModelBase, table=True):
         )
 
 
+class GroupMemberCount(SQLModelBase, table=True):
+    """How many members a group has in each role, so that a listing's total is a read of at most
+    three rows, not a count of every membership. Written only by the triggers below, in the
+    transaction of the change they count: every path that changes memberships (the API, the
+    cascades of a group's or an account's deletion, psql) keeps it. A role no one holds has
+    no row or a row of 0; a group with no row has no members."""
+
+    # No CHECK (member_count >= 0): Postgres checks the row an upsert proposes before it finds
+    # the conflict, and the triggers' upsert proposes the (negative) change itself.
+    __tablename__ = "group_member_count"
+
+    group_id: int = Field(foreign_key="user_group.id", ondelete="CASCADE", primary_key=True)
+    role: GroupRole = Field(sa_type=_role_type(), primary_key=True)
+    member_count: int = Field(nullable=False)
+
+
 class InvitationStatus(enum.StrEnum):
     """Where an invitation stands. `expired` is never stored: a pending invitation past its
     `expires_at` reads as expired (so no job has to mark it, and the clock alone decides)."""
@@ -317,14 +333,101 @@ DROP_KEEP_AN_OWNER_SQL: Final[tuple[str, ...]] = (
 # same statements with `op.execute` (autogenerate does not see triggers).
 create_with_table(membership_table, CREATE_KEEP_AN_OWNER_SQL, DROP_KEEP_AN_OWNER_SQL)
 
+
+# `group_member_count` follows `membership` through statement-level triggers: one upsert per
+# statement (its transition table grouped by group and role), however many rows it changed,
+# so a bulk insert or an account's deletion costs one statement more, not one per row.
+# - Lock order: the counts are the last rows a membership change locks (at the end of its
+#   statement) and nothing locks a count row first, so they add no deadlock to the group's
+#   and the account's locks; the upsert locks its rows in (group, role) order, so two changes
+#   that touch the same groups (two accounts' deletions) take them in the same order.
+# - A group deleted in the same transaction (its memberships go by cascade) is skipped: its
+#   counts go with it (ON DELETE CASCADE), and the join on `user_group` no longer sees it.
+# - TRUNCATE fires no row or statement trigger of DELETE: its own trigger empties the counts.
+CREATE_COUNT_MEMBERS_SQL: Final[tuple[str, ...]] = (
+    """
+CREATE OR REPLACE FUNCTION membership_count_members() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO group_member_count AS kept (group_id, role, member_count)
+        SELECT changed.group_id, changed.role, sum(changed.delta)
+        FROM (SELECT group_id, role, 1 AS delta FROM new_rows) AS changed
+        JOIN user_group ON user_group.id = changed.group_id
+        GROUP BY changed.group_id, changed.role
+        HAVING sum(changed.delta) <> 0
+        ORDER BY changed.group_id, changed.role
+        ON CONFLICT (group_id, role)
+            DO UPDATE SET member_count = kept.member_count + EXCLUDED.member_count;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO group_member_count AS kept (group_id, role, member_count)
+        SELECT changed.group_id, changed.role, sum(changed.delta)
+        FROM (SELECT group_id, role, -1 AS delta FROM old_rows) AS changed
+        JOIN user_group ON user_group.id = changed.group_id
+        GROUP BY changed.group_id, changed.role
+        HAVING sum(changed.delta) <> 0
+        ORDER BY changed.group_id, changed.role
+        ON CONFLICT (group_id, role)
+            DO UPDATE SET member_count = kept.member_count + EXCLUDED.member_count;
+    ELSIF TG_OP = 'UPDATE' THEN
+        INSERT INTO group_member_count AS kept (group_id, role, member_count)
+        SELECT changed.group_id, changed.role, sum(changed.delta)
+        FROM (SELECT group_id, role, 1 AS delta FROM new_rows
+              UNION ALL SELECT group_id, role, -1 AS delta FROM old_rows) AS changed
+        JOIN user_group ON user_group.id = changed.group_id
+        GROUP BY changed.group_id, changed.role
+        HAVING sum(changed.delta) <> 0
+        ORDER BY changed.group_id, changed.role
+        ON CONFLICT (group_id, role)
+            DO UPDATE SET member_count = kept.member_count + EXCLUDED.member_count;
+    ELSE
+        DELETE FROM group_member_count;
+    END IF;
+    RETURN NULL;
+END;
+$$
+""",
+    """
+CREATE TRIGGER membership_count_inserted
+    AFTER INSERT ON membership REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION membership_count_members()
+""",
+    """
+CREATE TRIGGER membership_count_deleted
+    AFTER DELETE ON membership REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION membership_count_members()
+""",
+    """
+CREATE TRIGGER membership_count_updated
+    AFTER UPDATE ON membership REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION membership_count_members()
+""",
+    """
+CREATE TRIGGER membership_count_truncated
+    AFTER TRUNCATE ON membership
+    FOR EACH STATEMENT EXECUTE FUNCTION membership_count_members()
+""",
+)
+DROP_COUNT_MEMBERS_SQL: Final[tuple[str, ...]] = (
+    *(
+        f"DROP TRIGGER IF EXISTS membership_count_{event} ON membership"
+        for event in ("inserted", "deleted", "updated", "truncated")
+    ),
+    "DROP FUNCTION IF EXISTS membership_count_members()",
+)
+create_with_table(membership_table, CREATE_COUNT_MEMBERS_SQL, DROP_COUNT_MEMBERS_SQL)
+
 __all__ = [
+    "CREATE_COUNT_MEMBERS_SQL",
     "CREATE_KEEP_AN_OWNER_SQL",
+    "DROP_COUNT_MEMBERS_SQL",
     "DROP_KEEP_AN_OWNER_SQL",
     "GROUP_DESCRIPTION_MAX_LENGTH",
     "GROUP_NAME_MAX_LENGTH",
     "INVITATION_TOKEN_DIGEST_SIZE",
     "STORED_INVITATION_STATUSES",
     "GroupInvitation",
+    "GroupMemberCount",
     "GroupRole",
     "InvitationStatus",
     "Membership",

@@ -78,7 +78,7 @@ from roster_groups.errors import (
     SuperuserRequiredError,
     UserNotFoundError,
 )
-from roster_groups.models import GroupRole, Membership, UserGroup, utc_now
+from roster_groups.models import GroupMemberCount, GroupRole, Membership, UserGroup, utc_now
 from roster_groups.schemas import (
     GroupCreate,
     GroupPublic,
@@ -358,6 +358,7 @@ async def delete_group(session: AsyncSession, user: User, group_id: int) -> None
 
 GROUPS: Final = UserGroup.__table__  # type: ignore[attr-defined]
 MEMBERSHIPS: Final = Membership.__table__  # type: ignore[attr-defined]
+MEMBER_COUNTS: Final = GroupMemberCount.__table__  # type: ignore[attr-defined]
 LISTING_CALLER_ACTIVE: Final = "caller_is_active"
 LISTING_CALLER_SUPERUSER: Final = "caller_is_superuser"
 LISTING_GROUP_ID: Final = "allowed_group_id"
@@ -422,10 +423,16 @@ def _listing_statement(
     in_group: list[ColumnElement[bool]] = [MEMBERSHIPS.c.group_id == bindparam("group_id")]
     if by_role:
         in_group.append(MEMBERSHIPS.c.role == bindparam("role", type_=MEMBERSHIPS.c.role.type))
+    # The total from the group's counts per role (at most three rows), not a count of its
+    # memberships: the same cost for 10 members as for 10,000.
+    counted_roles = [MEMBER_COUNTS.c.group_id == bindparam("group_id")]
+    if by_role:
+        counted_roles.append(
+            MEMBER_COUNTS.c.role == bindparam("role", type_=MEMBERSHIPS.c.role.type)
+        )
     counted = (
-        sa_select(func.count().label(LISTING_TOTAL))
-        .select_from(MEMBERSHIPS)
-        .where(*in_group, allowed.c.group_id.is_not(None))
+        sa_select(func.coalesce(func.sum(MEMBER_COUNTS.c.member_count), 0).label(LISTING_TOTAL))
+        .where(*counted_roles, allowed.c.group_id.is_not(None))
         .lateral("counted")
     )
     memberships = (
