@@ -31,6 +31,10 @@ from fastapi_users.password import PasswordHelper
 
 from roster_auth.backends import JWT_AUDIENCE
 from roster_auth.password import NormalizingPasswordHelper
+from roster_db import encode_cursor_position
+
+# The page size of every listing scenario.
+PAGE_SIZE = 50
 
 # Long enough for the run, whatever the service's own (short) lifetime for the tokens it issues.
 TOKEN_LIFETIME_S = 3 * 3600
@@ -68,6 +72,8 @@ class Dataset:
     owner_jwt: str
     loner_jwt: str
     owner_cookie_token: str
+    # The largest group's deep page by cursor: the `after` of the member just before it.
+    deep_cursor: str | None
     refresh_pools: tuple[tuple[str, ...], ...]
     user_count: int
     membership_count: int
@@ -201,6 +207,14 @@ async def load(connection: asyncpg.Connection, spec: DatasetSpec, jwt_secret: st
             {"sub": str(user_id), "aud": [JWT_AUDIENCE]}, jwt_secret, TOKEN_LIFETIME_S
         )
 
+    # The member just before the deep page (the last PAGE_SIZE members), as roster writes a
+    # cursor; none when the group is one page.
+    before_deep = largest - PAGE_SIZE - 1
+    deep_cursor = (
+        encode_cursor_position(now + timedelta(milliseconds=before_deep), user_ids[before_deep])
+        if before_deep >= 0
+        else None
+    )
     return Dataset(
         spec=spec,
         password=password,
@@ -213,6 +227,7 @@ async def load(connection: asyncpg.Connection, spec: DatasetSpec, jwt_secret: st
         owner_jwt=mint(owner_id),
         loner_jwt=mint(loner_id),
         owner_cookie_token=owner_cookie_token,
+        deep_cursor=deep_cursor,
         refresh_pools=refresh_pools,
         user_count=user_count,
         membership_count=len(memberships),

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
+from bench.dataset import PAGE_SIZE
 from bench.load import LoadResult
 from bench.scenarios import Kind
 
@@ -23,6 +24,7 @@ CEILING_P99_RATIO_TARGET = 1.5
 LISTING_STATEMENTS_TARGET = 2
 ME_JWT_STATEMENTS_TARGET = 1
 SIZE_P50_RATIO_TARGET = 1.3
+OFFSET_DEEP_PAGE = "members-deep"
 # Issue 10: reads beside the login flood keep their p99 within this factor of their p99 without
 # it, and the logins it refuses are refused within this long (p99).
 FLOOD_P99_RATIO_TARGET = 3.0
@@ -280,8 +282,14 @@ class Report:
                     and p50 <= SIZE_P50_RATIO_TARGET,
                 )
             )
+        # The offset's deep page is not among them: an offset walks every member it skips, in
+        # any database; the deep page by cursor is the one that must be flat (bench/NOTES.md).
         members = sorted(
-            (m for m in self.measurements if m.key.startswith("members-") and m.app == "roster"),
+            (
+                m
+                for m in self.measurements
+                if m.key.startswith("members-") and m.key != OFFSET_DEEP_PAGE and m.app == "roster"
+            ),
             key=lambda m: m.load.p50_ms,
         )
         smallest = self._smallest_group_listing()
@@ -293,7 +301,7 @@ class Report:
                 verdicts.append(
                     Verdict(
                         f"members listing p50 within {SIZE_P50_RATIO_TARGET}x of the smallest "
-                        f"group's: {m.title}",
+                        f"full page's ({smallest.title}): {m.title}",
                         f"{_ms(m.load.p50_ms)} vs {_ms(smallest.load.p50_ms)} ms ({p50:.2f}x)",
                         p50 <= SIZE_P50_RATIO_TARGET,
                     )
@@ -399,12 +407,15 @@ class Report:
         return verdicts
 
     def _smallest_group_listing(self) -> Measurement | None:
+        """The first page of the smallest group that fills a page: a smaller group's page has
+        fewer members to read and write, which is not the group's size costing less."""
         sized = [
             m
             for m in self.measurements
             if m.app == "roster" and m.key.startswith("members-") and m.key[8:].isdigit()
         ]
-        return min(sized, key=lambda m: int(m.key[8:]), default=None)
+        full = [m for m in sized if int(m.key[8:]) >= PAGE_SIZE]
+        return min(full or sized, key=lambda m: int(m.key[8:]), default=None)
 
     def verdict_lines(self, markdown: bool) -> list[str]:
         lines: list[str] = []

@@ -9,10 +9,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import urlencode
 
-from bench.dataset import Dataset
+from bench.dataset import PAGE_SIZE, Dataset
 from bench.plan import RANDOM_TOKEN, HttpRequest, RequestPlan
 
-PAGE_SIZE = 50
 COOKIE_NAME = "roster_auth"  # roster-auth's default, which the service keeps
 
 
@@ -116,8 +115,8 @@ def refresh_plan(tokens: tuple[str, ...]) -> RequestPlan:
 def scenario_keys(group_sizes: tuple[int, ...]) -> list[str]:
     """The keys `build_scenarios` gives scenarios, in their order, for data of these sizes."""
     members = [f"members-{size}" for size in sorted(set(group_sizes))]
-    return ["group-users", *members, "members-deep", "me-jwt", "me-jwt-loner", "me-cookie",
-            "login", "write", "refresh", "login-flood"]  # fmt: skip
+    return ["group-users", *members, "members-deep", "members-deep-cursor", "me-jwt",
+            "me-jwt-loner", "me-cookie", "login", "write", "refresh", "login-flood"]  # fmt: skip
 
 
 def build_scenarios(data: Dataset) -> list[Scenario]:
@@ -130,6 +129,11 @@ def build_scenarios(data: Dataset) -> list[Scenario]:
     page = urlencode({"limit": PAGE_SIZE})
     deep_offset = max(0, largest - PAGE_SIZE)
     deep_page = urlencode({"limit": PAGE_SIZE, "offset": deep_offset})
+    deep_cursor = urlencode(
+        {"limit": PAGE_SIZE}
+        if data.deep_cursor is None
+        else {"limit": PAGE_SIZE, "after": data.deep_cursor}
+    )
     scenarios = [
         Scenario.reading(
             "group-users",
@@ -154,6 +158,13 @@ def build_scenarios(data: Dataset) -> list[Scenario]:
             f"({largest:,} members)",
             HttpRequest("GET", f"/groups/{data.group_ids[largest]}/members?{deep_page}", owner),
             on_ceiling=True,
+        ),
+        # The same page after a cursor (the ceiling pages by offset only).
+        Scenario.reading(
+            "members-deep-cursor",
+            f"GET /groups/{{id}}/members?limit={PAGE_SIZE}&after=(cursor at {deep_offset:,}) "
+            f"({largest:,} members)",
+            HttpRequest("GET", f"/groups/{data.group_ids[largest]}/members?{deep_cursor}", owner),
         ),
         Scenario.reading(
             "me-jwt",

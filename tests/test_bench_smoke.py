@@ -237,3 +237,36 @@ def test_wrk_requests_carry_a_host_header() -> None:
     """h11, roster serve's parser, answers 400 to an HTTP/1.1 request without one."""
     script = wrk_script(RequestPlan.repeat(HttpRequest("GET", "/users/me")))
     assert '["Host"] = "127.0.0.1"' in script
+
+
+def _members(key: str, p50_ms: float) -> Measurement:
+    load = LoadResult(
+        requests=100, errors=0, duration_s=1.0, p50_ms=p50_ms, p99_ms=2 * p50_ms,
+        error_kinds={}, statuses={}, status_p99_ms={},
+    )  # fmt: skip
+    return Measurement(key, f"members ({key})", Kind.READ, "roster", load, 1.0, 1.0, 100.0)
+
+
+def test_flatness_is_judged_against_the_smallest_full_page_and_by_cursor() -> None:
+    """A 10-member page has a fifth of a full page's rows, so it is no baseline; the offset's
+    deep page walks what it skips, so the cursor's deep page is the one judged."""
+    report = Report(
+        [
+            _members("members-10", 10.0),
+            _members("members-100", 20.0),
+            _members("members-10000", 26.0),
+            _members("members-deep", 60.0),
+            _members("members-deep-cursor", 27.0),
+        ]
+    )
+    flatness = {
+        v.target.rsplit("(", 1)[-1]: v.met for v in report.verdicts() if "full page" in v.target
+    }
+    assert flatness == {
+        "members-10)": True,
+        "members-10000)": True,
+        "members-deep-cursor)": False,
+    }
+    assert all(
+        "(members (members-100))" in v.target for v in report.verdicts() if "full page" in v.target
+    )

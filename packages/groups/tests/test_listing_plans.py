@@ -3,6 +3,7 @@
 so a deep page neither sorts the group nor reads every member's account; the total is read
 from the group's counts, not counted."""
 
+import base64
 import json
 import uuid
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from roster_auth import RosterAuth, User
 from roster_groups.models import GroupRole, Membership, UserGroup
 
-from .conftest import UNUSABLE_PASSWORD_HASH, make_people, recorded_statements
+from .conftest import UNUSABLE_PASSWORD_HASH, World, make_people, recorded_statements
 
 GROUP_SIZE = 1000
 PAGE = 50
@@ -154,3 +155,160 @@ async def test_the_role_filter_pages_through_the_same_order(
     assert page["total"] == len(admins)
     assert [item["user_id"] for item in page["items"]] == [str(u) for u in admins[100 : 100 + PAGE]]
     assert {item["role"] for item in page["items"]} == {"admin"}
+
+
+async def members_by_cursor(
+    client: httpx.AsyncClient, group_id: int, headers: dict[str, str], query: str = ""
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """Every member, page after page by `next_cursor`; the ids and each page's body."""
+    seen: list[str] = []
+    pages: list[dict[str, Any]] = []
+    after = ""
+    while True:
+        response = await client.get(
+            f"/groups/{group_id}/members?limit={PAGE}{query}{after}", headers=headers
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        pages.append(body)
+        seen.extend(item["user_id"] for item in body["items"])
+        if body["next_cursor"] is None:
+            return seen, pages
+        after = f"&after={body['next_cursor']}"
+
+
+async def test_pages_by_cursor_read_every_member_once_in_order(
+    client: httpx.AsyncClient,
+    auth: RosterAuth,
+    db_sessionmaker: async_sessionmaker[AsyncSession],
+    db_connection: AsyncConnection,
+) -> None:
+    # Three members join at each hour: the cursor breaks the ties by user id, as the order does.
+    group_id, in_order = await large_group(db_connection)
+    reader = (await make_people(auth, db_sessionmaker, "reader", superusers={"reader"}))["reader"]
+
+    seen, pages = await members_by_cursor(client, group_id, reader.headers)
+    assert seen == [str(user_id) for user_id in in_order]
+    assert len(pages) == GROUP_SIZE // PAGE
+    assert {page["total"] for page in pages} == {GROUP_SIZE}
+
+    # An offset page's cursor leads to the page an offset would have given.
+    by_offset = await client.get(
+        f"/groups/{group_id}/members?limit={PAGE}&offset=300", headers=reader.headers
+    )
+    after = by_offset.json()["next_cursor"]
+    following = await client.get(
+        f"/groups/{group_id}/members?limit={PAGE}&after={after}", headers=reader.headers
+    )
+    assert [item["user_id"] for item in following.json()["items"]] == [
+        str(user_id) for user_id in in_order[350 : 350 + PAGE]
+    ]
+    # `offset` counts from the cursor.
+    skipping = await client.get(
+        f"/groups/{group_id}/members?limit={PAGE}&after={after}&offset=10", headers=reader.headers
+    )
+    assert skipping.json()["items"][0]["user_id"] == str(in_order[360])
+    # The last page by offset has no next page.
+    last = await client.get(
+        f"/groups/{group_id}/members?limit={PAGE}&offset={GROUP_SIZE - PAGE}",
+        headers=reader.headers,
+    )
+    assert last.json()["next_cursor"] is None
+
+
+async def test_the_role_filter_pages_by_cursor(
+    client: httpx.AsyncClient,
+    auth: RosterAuth,
+    db_sessionmaker: async_sessionmaker[AsyncSession],
+    db_connection: AsyncConnection,
+) -> None:
+    group_id, in_order = await large_group(db_connection)
+    admins = in_order[::7]
+    await db_connection.execute(
+        update(Membership).where(col(Membership.user_id).in_(admins)).values(role=GroupRole.ADMIN)
+    )
+    reader = (await make_people(auth, db_sessionmaker, "reader", superusers={"reader"}))["reader"]
+    seen, pages = await members_by_cursor(client, group_id, reader.headers, "&role=admin")
+    assert seen == [str(user_id) for user_id in admins]
+    assert {page["total"] for page in pages} == {len(admins)}
+
+
+async def test_a_page_after_a_cursor_reads_only_its_own_rows(
+    client: httpx.AsyncClient,
+    auth: RosterAuth,
+    db_sessionmaker: async_sessionmaker[AsyncSession],
+    db_connection: AsyncConnection,
+) -> None:
+    """The deep page by cursor starts at the cursor in the index: it reads the page (and one
+    member more, to know whether a next page exists), never the members before it."""
+    group_id, in_order = await large_group(db_connection)
+    reader = (await make_people(auth, db_sessionmaker, "reader", superusers={"reader"}))["reader"]
+    before_last = await client.get(
+        f"/groups/{group_id}/members?limit={PAGE}&offset={GROUP_SIZE - 2 * PAGE}",
+        headers=reader.headers,
+    )
+    after = before_last.json()["next_cursor"]
+
+    with recorded_statements(db_connection) as executed:
+        response = await client.get(
+            f"/groups/{group_id}/members?limit={PAGE}&after={after}", headers=reader.headers
+        )
+    assert response.status_code == 200, response.text
+    assert [item["user_id"] for item in response.json()["items"]] == [
+        str(user_id) for user_id in in_order[GROUP_SIZE - PAGE :]
+    ]
+    (page,) = [e for e in executed if "membership" in e.statement and "LIMIT" in e.statement]
+    await db_connection.execute(text('ANALYZE membership, "user"'))
+    await db_connection.execute(text("SET LOCAL enable_seqscan = off"))
+    plan_row = (
+        await db_connection.exec_driver_sql(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + page.statement, tuple(page.parameters)
+        )
+    ).scalar_one()
+    plan = json.loads(plan_row) if isinstance(plan_row, str) else plan_row
+    nodes = list(plan_nodes(plan[0]["Plan"]))
+    # Whatever the plan (an ordered range of the index, or a bitmap of it when few members
+    # follow the cursor), no node reads more memberships than the page and one more.
+    membership_nodes = [
+        n
+        for n in nodes
+        if n.get("Relation Name") == "membership"
+        or n.get("Index Name", "").startswith(("ix_membership", "pk_membership"))
+    ]
+    assert membership_nodes
+    assert max(n["Actual Rows"] * n["Actual Loops"] for n in membership_nodes) <= PAGE + 1
+
+
+@pytest.mark.parametrize(
+    "after",
+    [
+        "not base64!",
+        "QUJD",  # "ABC": no separator
+        # A time without its zone, and a key that is not a user id.
+        base64.urlsafe_b64encode(b"2026-01-01T00:00:00|x").decode().rstrip("="),
+        base64.urlsafe_b64encode(b"2026-01-01T00:00:00+00:00|42").decode().rstrip("="),
+        "A" * 200,
+    ],
+)
+async def test_a_cursor_this_listing_did_not_write_is_a_422(
+    client: httpx.AsyncClient, world: World, after: str
+) -> None:
+    response = await client.get(
+        f"/groups/{world.group_id}/members", params={"after": after}, headers=world.member.headers
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["query", "after"]
+
+
+async def test_a_cursor_does_not_open_a_group_to_an_outsider(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    first = await client.get(
+        f"/groups/{world.group_id}/members?limit=1", headers=world.member.headers
+    )
+    after = first.json()["next_cursor"]
+    assert after is not None
+    response = await client.get(
+        f"/groups/{world.group_id}/members?limit=1&after={after}", headers=world.outsider.headers
+    )
+    assert response.status_code == 404

@@ -22,6 +22,8 @@ from roster_db.errors import (
     sqlstate_of,
 )
 from roster_db.pagination import (
+    CURSOR_MAX_LENGTH,
+    CURSOR_PATTERN,
     DEFAULT_LIMIT,
     MAX_LIMIT,
     LimitQuery,
@@ -29,6 +31,8 @@ from roster_db.pagination import (
     Page,
     PageParams,
     PageParamsDep,
+    decode_cursor_position,
+    encode_cursor_position,
 )
 from roster_db.reading import EngineReader, Reader, SessionReader
 from roster_db.responses import RowsJSONResponse
@@ -41,6 +45,8 @@ from roster_db.session import (
 )
 
 __all__ = [
+    "CURSOR_MAX_LENGTH",
+    "CURSOR_PATTERN",
     "DEFAULT_LIMIT",
     "MAX_LIMIT",
     "NAMING_CONVENTION",
@@ -64,6 +70,8 @@ __all__ = [
     "create_engine",
     "create_sessionmaker",
     "create_with_table",
+    "decode_cursor_position",
+    "encode_cursor_position",
     "get_reader",
     "get_session",
     "is_check_violation",

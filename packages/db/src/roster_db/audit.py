@@ -36,13 +36,11 @@ Decisions:
   events name people by id.
 """
 
-import base64
-import binascii
 import enum
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Final, Protocol
 
 from fastapi import Depends, Query, Request
@@ -71,6 +69,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 from roster_db.base import create_with_table, metadata
+from roster_db.pagination import (
+    CURSOR_MAX_LENGTH,
+    CURSOR_PATTERN,
+    decode_cursor_position,
+    encode_cursor_position,
+    in_utc,
+)
 
 
 class AuditAction(enum.StrEnum):
@@ -287,8 +292,6 @@ class EventPublic(BaseModel):
 
 # What a page item holds, in this order.
 EVENT_FIELDS: Final = tuple(EventPublic.model_fields)
-CURSOR_MAX_LENGTH: Final = 128
-CURSOR_PATTERN: Final = r"^[A-Za-z0-9_-]+$"
 
 
 @dataclass(frozen=True)
@@ -300,37 +303,16 @@ class EventCursor:
 
 
 def encode_cursor(occurred_at: datetime, event_id: int) -> str:
-    """An opaque cursor (unpadded base64url) for the page after this event. Not signed: it
-    only says where to start reading, and every read still checks what the caller may see."""
-    raw = f"{occurred_at.isoformat()}|{event_id}".encode()
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    """An opaque cursor for the page after this event (see `encode_cursor_position`)."""
+    return encode_cursor_position(occurred_at, event_id)
 
 
 def decode_cursor(value: str) -> EventCursor:
     """The cursor's position; ValueError for anything `encode_cursor` did not write."""
-    try:
-        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode("ascii")
-        moment, _, number = raw.partition("|")
-        occurred_at = datetime.fromisoformat(moment)
-        event_id = int(number)
-    except (binascii.Error, UnicodeDecodeError, ValueError) as error:
-        raise ValueError("not a cursor of this listing") from error
-    if occurred_at.tzinfo is None or not 0 < event_id < 2**63 or not number.isdigit():
+    occurred_at, number = decode_cursor_position(value)
+    if not number.isdigit() or not 0 < int(number) < 2**63:
         raise ValueError("not a cursor of this listing")
-    try:
-        occurred_at = in_utc(occurred_at)
-    except ValueError as error:
-        raise ValueError("not a cursor of this listing") from error
-    return EventCursor(occurred_at, event_id)
-
-
-def in_utc(moment: datetime) -> datetime:
-    """The time in UTC; ValueError when that falls outside Python's years 1..9999 (the driver
-    converts to UTC, and would fail on it later with an error that is no client's)."""
-    try:
-        return moment.astimezone(UTC)
-    except OverflowError as error:
-        raise ValueError("the time is out of range") from error
+    return EventCursor(occurred_at, int(number))
 
 
 def check_cursor(value: str) -> str:

@@ -16,6 +16,7 @@ from fastapi import (
     Response,
     status,
 )
+from pydantic import AfterValidator
 
 from roster_auth import (
     Credentials,
@@ -27,6 +28,8 @@ from roster_auth import (
 )
 from roster_auth.mail import deliver
 from roster_db import (
+    CURSOR_MAX_LENGTH,
+    CURSOR_PATTERN,
     DEFAULT_LIMIT,
     LimitQuery,
     OffsetQuery,
@@ -58,6 +61,7 @@ from roster_groups.schemas import (
     MemberPublic,
     MembershipCreate,
     MembershipUpdate,
+    MembersPage,
     MyInvitationPublic,
 )
 
@@ -170,7 +174,7 @@ def create_groups_router(
         """Delete a group and its memberships (owner)."""
         await service.delete_group(session, user, group_id)
 
-    @router.get("/groups/{group_id}/members", response_model=Page[MemberPublic], responses=on_group)
+    @router.get("/groups/{group_id}/members", response_model=MembersPage, responses=on_group)
     async def list_members(
         group_id: GroupIdPath,
         request: Request,
@@ -178,19 +182,35 @@ def create_groups_router(
         limit: LimitQuery = DEFAULT_LIMIT,
         offset: OffsetQuery = 0,
         role: Annotated[GroupRole | None, Query(description="Only members with this role.")] = None,
+        after: Annotated[
+            str | None,
+            Query(
+                max_length=CURSOR_MAX_LENGTH,
+                pattern=CURSOR_PATTERN,
+                description=(
+                    "A page's `next_cursor`: the page starts after its last member (and "
+                    "`offset` counts from there). Deep pages cost no more than the first."
+                ),
+            ),
+            AfterValidator(service.check_member_cursor),
+        ] = None,
     ) -> Response:
         """A group's members, longest-standing first."""
         # The two hot listings take the reader from the request and the page as two plain
         # parameters: each dependency FastAPI solves, and each parameter model it validates,
         # is a few percent of a request this short (bench/NOTES.md).
         page = PageParams(limit=limit, offset=offset)
-        listing = await service.list_members(reader_of(request), credentials, group_id, page, role)
+        cursor = None if after is None else service.MemberCursor.decode(after)
+        listing = await service.list_members(
+            reader_of(request), credentials, group_id, page, role, cursor
+        )
         return RowsJSONResponse(
             {
                 "items": listing.items,
                 "total": listing.total,
                 "limit": page.limit,
                 "offset": page.offset,
+                "next_cursor": listing.next_cursor,
             }
         )
 

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, 
 from pydantic.json_schema import SkipJsonSchema
 
 from roster_auth.models import EMAIL_MAX_LENGTH
+from roster_db import Page
 from roster_db.text import MultiLine, SingleLine
 from roster_groups.models import (
     GROUP_DESCRIPTION_MAX_LENGTH,
@@ -65,6 +66,14 @@ class MemberPublic(BaseModel):
     display_name: str | None
     role: GroupRole
     joined_at: datetime
+
+
+class MembersPage(Page[MemberPublic]):
+    """A page of a group's members. `next_cursor` reads the page after this one from where it
+    ends, at the same cost however deep (an `offset` walks every member it skips); null on
+    the last page."""
+
+    next_cursor: str | None
 
 
 class MembershipCreate(_Input):
@@ -138,6 +147,7 @@ __all__ = [
     "InvitationPublic",
     "InvitationToken",
     "MemberPublic",
+    "MembersPage",
     "MembershipCreate",
     "MembershipUpdate",
     "MyInvitationPublic",

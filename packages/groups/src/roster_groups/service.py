@@ -23,7 +23,8 @@ ORM's changes with one INSERT after their flush. A group's owners and admins rea
 import operator
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import (
@@ -42,6 +43,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     true,
+    tuple_,
     type_coerce,
     union_all,
 )
@@ -56,7 +58,15 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from roster_auth import CALLER, Credentials, User, UserRead, not_authenticated
-from roster_db import Page, PageParams, Reader, is_foreign_key_violation, is_unique_violation
+from roster_db import (
+    Page,
+    PageParams,
+    Reader,
+    decode_cursor_position,
+    encode_cursor_position,
+    is_foreign_key_violation,
+    is_unique_violation,
+)
 from roster_db.audit import (
     AUDIT_EVENTS,
     AuditAction,
@@ -414,15 +424,64 @@ class Listing:
     items: list[dict[str, Any]]
     total: int
     role: GroupRole | None
+    # Where the next page starts (members only); None on the last page.
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class MemberCursor:
+    """Where a page of members starts: just after the member at (`joined_at`, `user_id`), the
+    listing's order."""
+
+    joined_at: datetime
+    user_id: uuid.UUID
+
+    @classmethod
+    def decode(cls, value: str) -> "MemberCursor":
+        """The cursor's position; ValueError for anything `encode` did not write."""
+        joined_at, key = decode_cursor_position(value)
+        try:
+            user_id = uuid.UUID(key)
+        except ValueError as error:
+            raise ValueError("not a cursor of this listing") from error
+        return cls(joined_at, user_id)
+
+    @staticmethod
+    def encode(member: Mapping[str, Any]) -> str:
+        return encode_cursor_position(member["joined_at"], member["user_id"])
+
+    def parameters(self) -> dict[str, object]:
+        return {"after_joined_at": self.joined_at, "after_user_id": self.user_id}
+
+
+def check_member_cursor(value: str | None) -> str | None:
+    """A pydantic validator for the members listing's `after`: a malformed one is a 422."""
+    if value is not None:
+        MemberCursor.decode(value)
+    return value
 
 
 def _listing_statement(
-    item_columns: Callable[[Subquery], Sequence[ColumnElement[Any]]], *, by_role: bool
+    item_columns: Callable[[Subquery], Sequence[ColumnElement[Any]]],
+    *,
+    by_role: bool,
+    after_cursor: bool = False,
 ) -> SaSelect[Any]:
     allowed = listing_access(bindparam("group_id"))
     in_group: list[ColumnElement[bool]] = [MEMBERSHIPS.c.group_id == bindparam("group_id")]
     if by_role:
         in_group.append(MEMBERSHIPS.c.role == bindparam("role", type_=MEMBERSHIPS.c.role.type))
+    in_page = list(in_group)
+    if after_cursor:
+        # A row comparison: Postgres reads it as a range of ix_membership_group_id_joined_at,
+        # so the page starts at the cursor without walking the members before it.
+        in_page.append(
+            tuple_(MEMBERSHIPS.c.joined_at, MEMBERSHIPS.c.user_id)
+            > tuple_(
+                bindparam("after_joined_at", type_=MEMBERSHIPS.c.joined_at.type),
+                bindparam("after_user_id", type_=MEMBERSHIPS.c.user_id.type),
+            )
+        )
     # The total from the group's counts per role (at most three rows), not a count of its
     # memberships: the same cost for 10 members as for 10,000.
     counted_roles = [MEMBER_COUNTS.c.group_id == bindparam("group_id")]
@@ -437,7 +496,7 @@ def _listing_statement(
     )
     memberships = (
         sa_select(MEMBERSHIPS.c.user_id, MEMBERSHIPS.c.role, MEMBERSHIPS.c.joined_at)
-        .where(*in_group)
+        .where(*in_page)
         # user_id breaks ties, so pages never overlap or skip.
         .order_by(MEMBERSHIPS.c.joined_at, MEMBERSHIPS.c.user_id)
         .limit(bindparam("limit"))
@@ -515,6 +574,12 @@ MEMBERS_PAGE: Final = _ListingQuery.of(
 MEMBERS_PAGE_BY_ROLE: Final = _ListingQuery.of(
     _listing_statement(_member_columns, by_role=True), MEMBER_FIELDS
 )
+MEMBERS_PAGE_AFTER: Final = _ListingQuery.of(
+    _listing_statement(_member_columns, by_role=False, after_cursor=True), MEMBER_FIELDS
+)
+MEMBERS_PAGE_BY_ROLE_AFTER: Final = _ListingQuery.of(
+    _listing_statement(_member_columns, by_role=True, after_cursor=True), MEMBER_FIELDS
+)
 USERS_PAGE: Final = _ListingQuery.of(
     _listing_statement(_user_columns, by_role=False), USER_READ_FIELDS
 )
@@ -525,15 +590,16 @@ async def _listing(
     query: _ListingQuery,
     credentials: Credentials,
     group_id: int,
-    page: PageParams,
+    limit: int,
+    offset: int,
     **parameters: object,
 ) -> Listing:
     rows = await reader.all(
         query.statement,
         {
             "group_id": group_id,
-            "limit": page.limit,
-            "offset": page.offset,
+            "limit": limit,
+            "offset": offset,
             **credentials.parameters(),
             **parameters,
         },
@@ -559,13 +625,39 @@ async def list_members(
     group_id: int,
     page: PageParams,
     role: GroupRole | None = None,
+    after: MemberCursor | None = None,
 ) -> Listing:
     """A group's members (as MemberPublic's fields), longest-standing first, for any member
-    (and superusers). One statement, the caller's row included, whatever the group and the
-    page size."""
-    if role is None:
-        return await _listing(reader, MEMBERS_PAGE, credentials, group_id, page)
-    return await _listing(reader, MEMBERS_PAGE_BY_ROLE, credentials, group_id, page, role=role)
+    (and superusers): the page `offset` members after the start, or after the cursor's member
+    (`after`), and the cursor of the next page. One statement, the caller's row included,
+    whatever the group, the page size and the page's depth."""
+    filters: dict[str, object] = {} if role is None else {"role": role}
+    if after is None:
+        query = MEMBERS_PAGE if role is None else MEMBERS_PAGE_BY_ROLE
+        listing = await _listing(
+            reader, query, credentials, group_id, page.limit, page.offset, **filters
+        )
+        more = page.offset + len(listing.items) < listing.total
+    else:
+        # One member more than the page: whether a next page exists (a cursor knows no
+        # position to compare with the total).
+        query = MEMBERS_PAGE_AFTER if role is None else MEMBERS_PAGE_BY_ROLE_AFTER
+        listing = await _listing(
+            reader,
+            query,
+            credentials,
+            group_id,
+            page.limit + 1,
+            page.offset,
+            **filters,
+            **after.parameters(),
+        )
+        more = len(listing.items) > page.limit
+        if more:
+            listing = replace(listing, items=listing.items[: page.limit])
+    if not more or not listing.items:
+        return listing
+    return replace(listing, next_cursor=MemberCursor.encode(listing.items[-1]))
 
 
 async def list_users(
@@ -574,7 +666,7 @@ async def list_users(
     """A group's users (as UserRead's fields; longest-standing members first) and how many
     there are in all, for any member (and superusers). One statement, the caller's row
     included, whatever the group and the page size."""
-    return await _listing(reader, USERS_PAGE, credentials, group_id, page)
+    return await _listing(reader, USERS_PAGE, credentials, group_id, page.limit, page.offset)
 
 
 # -- the group's audit trail: one statement per page ----------------------------------------
@@ -881,9 +973,11 @@ __all__ = [
     "ROLE_RANK",
     "GroupAccess",
     "Listing",
+    "MemberCursor",
     "add_member",
     "authorize",
     "change_role",
+    "check_member_cursor",
     "create_group",
     "delete_group",
     "get_group",
