@@ -958,8 +958,8 @@ async def remove_member(
 
 
 __all__ = [
-    "ROLE_RANK",
     "MEMBERSHIP_WRITE_ACCESS",
+    "ROLE_RANK",
     "GroupAccess",
     "Listing",
     "WriteAccess",
