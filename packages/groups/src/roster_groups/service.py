@@ -9,7 +9,9 @@ Changes to a group's memberships lock the group row first (`FOR NO KEY UPDATE`, 
 block the foreign-key checks of concurrent inserts), so two owners who leave at the same time
 cannot both pass the "another owner remains" check. Only members (and superusers) take that
 lock: anyone else is refused before they could queue behind, or hold up, the group's writers.
-A member's lock also holds their own membership row, read in the same statement.
+A member's lock also holds their own membership row, read in the same statement. Adding and
+removing a member, the hot writes, read their caller in that statement too (roster-auth's
+CALLER, as the listings do: `authorize_membership_write`), so no user row is read before.
 Uniqueness is left to the database: the service flushes and maps the SQLSTATE of the
 violation, so racing requests get a 409, not a 500.
 
