@@ -223,10 +223,13 @@ def create_groups_router(
         ),
     )
     async def add_member(
-        group_id: GroupIdPath, data: MembershipCreate, session: SessionDep, user: CurrentUser
+        group_id: GroupIdPath,
+        data: MembershipCreate,
+        session: SessionDep,
+        credentials: CurrentCredentials,
     ) -> MemberPublic:
         """Add a user to a group (owner, admin; only an owner grants owner)."""
-        return await service.add_member(session, user, group_id, data)
+        return await service.add_member(session, credentials, group_id, data)
 
     @router.patch(
         "/groups/{group_id}/members/{user_id}",
@@ -249,10 +252,13 @@ def create_groups_router(
         responses=error_responses(*group_errors, errors.MemberNotFoundError, errors.LastOwnerError),
     )
     async def remove_member(
-        group_id: GroupIdPath, user_id: uuid.UUID, session: SessionDep, user: CurrentUser
+        group_id: GroupIdPath,
+        user_id: uuid.UUID,
+        session: SessionDep,
+        credentials: CurrentCredentials,
     ) -> None:
         """Remove a member (owner; an admin removes plain members; anyone may leave)."""
-        await service.remove_member(session, user, group_id, user_id)
+        await service.remove_member(session, credentials, group_id, user_id)
 
     @router.get("/groups/{group_id}/events", response_model=EventsPublic, responses=on_group)
     async def group_events(

@@ -9,7 +9,9 @@ Changes to a group's memberships lock the group row first (`FOR NO KEY UPDATE`, 
 block the foreign-key checks of concurrent inserts), so two owners who leave at the same time
 cannot both pass the "another owner remains" check. Only members (and superusers) take that
 lock: anyone else is refused before they could queue behind, or hold up, the group's writers.
-A member's lock also holds their own membership row, read in the same statement.
+A member's lock also holds their own membership row, read in the same statement. Adding and
+removing a member, the hot writes, read their caller in that statement too (roster-auth's
+CALLER, as the listings do: `authorize_membership_write`), so no user row is read before.
 Uniqueness is left to the database: the service flushes and maps the SQLSTATE of the
 violation, so racing requests get a 409, not a 500.
 
@@ -865,6 +867,91 @@ MEMBER_ROLE: Final = sa_select(MEMBERSHIPS.c.role).where(
 )
 
 
+# -- who may add or remove a member: one statement, built once -------------------------------
+#
+# Who calls (CALLER), whether they may change the group's memberships, and the locks, in one
+# statement. A member's lateral locks the group row and the caller's own membership row
+# (`FOR NO KEY UPDATE`: it does not block the foreign-key checks of concurrent inserts); it
+# returns, so locks, no row for a non-member, who never waits behind the group's writers. A
+# request that waited for the group's lock sees the role as the previous holder left it:
+# Postgres re-reads the latest version of every row it locks (the caller's membership) and
+# checks the conditions again, so a demotion or a removal that just committed counts. Postgres
+# refuses to lock the nullable side of an outer join, so the superuser who is not a member has
+# a lateral of their own, which locks the group row alone, only when the member's found none.
+# Every lateral is filtered on an active caller: an inactive one locks nothing.
+_OWN_MEMBERSHIP: Final = MEMBERSHIPS.alias("own_membership")
+_AS_MEMBER: Final = (
+    sa_select(GROUPS.c.id.label("group_id"), _OWN_MEMBERSHIP.c.role.label("role"))
+    .join_from(
+        GROUPS,
+        _OWN_MEMBERSHIP,
+        and_(_OWN_MEMBERSHIP.c.group_id == GROUPS.c.id, _OWN_MEMBERSHIP.c.user_id == CALLER.c.id),
+    )
+    .where(GROUPS.c.id == bindparam("group_id"), CALLER.c.is_active)
+    .with_for_update(key_share=True, of=[GROUPS, _OWN_MEMBERSHIP])
+    .lateral("as_member")
+)
+_AS_SUPERUSER: Final = (
+    sa_select(GROUPS.c.id.label("group_id"))
+    .where(
+        GROUPS.c.id == bindparam("group_id"),
+        CALLER.c.is_active,
+        CALLER.c.is_superuser,
+        _AS_MEMBER.c.group_id.is_(None),
+    )
+    .with_for_update(key_share=True, of=GROUPS)
+    .lateral("as_superuser")
+)
+MEMBERSHIP_WRITE_ACCESS: Final = sa_select(
+    CALLER.c.id,
+    CALLER.c.is_active,
+    CALLER.c.is_superuser,
+    func.coalesce(_AS_MEMBER.c.group_id, _AS_SUPERUSER.c.group_id).label("group_id"),
+    _AS_MEMBER.c.role,
+).select_from(CALLER.outerjoin(_AS_MEMBER, true()).outerjoin(_AS_SUPERUSER, true()))
+
+
+@dataclass(frozen=True)
+class WriteAccess:
+    """The caller of a membership write, as `MEMBERSHIP_WRITE_ACCESS` found them."""
+
+    user_id: uuid.UUID
+    is_superuser: bool
+    # None for a superuser who is not a member.
+    role: GroupRole | None
+
+    def allows(self, minimum: GroupRole) -> bool:
+        return self.is_superuser or role_at_least(self.role, minimum)
+
+
+async def authorize_membership_write(
+    connection: AsyncConnection,
+    credentials: Credentials,
+    group_id: int,
+    minimum: GroupRole = GroupRole.MEMBER,
+) -> WriteAccess:
+    """The caller and their role in the group, if they hold at least `minimum` (superusers
+    always do), with the group's row lock (and a member's own membership row) taken for the
+    rest of the transaction. 401 without an active caller; a non-member learns nothing (the
+    group is "not found") and takes no lock. One statement."""
+    row = (
+        await connection.execute(
+            MEMBERSHIP_WRITE_ACCESS, {"group_id": group_id, **credentials.parameters()}
+        )
+    ).first()
+    if row is None or not row.is_active:
+        # Neither the cookie's token nor the JWT's subject is a user, or not an active one.
+        raise not_authenticated()
+    if row.group_id is None:
+        raise GroupNotFoundError
+    access = WriteAccess(
+        user_id=row.id, is_superuser=row.is_superuser, role=_role_or_none(row.role)
+    )
+    if not access.allows(minimum):
+        raise InsufficientGroupRoleError
+    return access
+
+
 async def insert_membership(
     connection: AsyncConnection,
     statement: Executable,
@@ -886,22 +973,24 @@ async def insert_membership(
 
 
 async def add_member(
-    session: AsyncSession, user: User, group_id: int, data: MembershipCreate
+    session: AsyncSession, credentials: Credentials, group_id: int, data: MembershipCreate
 ) -> MemberPublic:
     """Add a user with a role (owner, admin; only an owner grants owner). Two statements: the
-    lock with the caller's role, then the insert, which also reads the new member's address."""
-    access = await authorize(session, user, group_id, GroupRole.ADMIN, lock=True)
+    caller with their role and the lock, then the insert, which also reads the new member's
+    address."""
+    connection = await session.connection()
+    access = await authorize_membership_write(connection, credentials, group_id, GroupRole.ADMIN)
     if data.role is GroupRole.OWNER and not access.allows(GroupRole.OWNER):
         raise InsufficientGroupRoleError
     row = await insert_membership(
-        await session.connection(),
+        connection,
         ADD_MEMBER,
         {
             "group_id": group_id,
             "user_id": data.user_id,
             "role": data.role,
             "joined_at": utc_now(),
-            "actor_id": user.id,
+            "actor_id": access.user_id,
         },
         # No such account (or it was deleted meanwhile).
         missing=UserNotFoundError,
@@ -938,23 +1027,23 @@ async def change_role(
 
 
 async def remove_member(
-    session: AsyncSession, user: User, group_id: int, member_id: uuid.UUID
+    session: AsyncSession, credentials: Credentials, group_id: int, member_id: uuid.UUID
 ) -> None:
     """Remove a member: an owner removes anyone, an admin removes plain members, and anyone
-    may leave. The last owner cannot go. Two statements: the lock with the caller's role,
-    then the delete (and, when it deletes nothing, a third that says why)."""
-    access = await authorize(session, user, group_id, lock=True)
-    leaving = member_id == user.id
+    may leave. The last owner cannot go. Two statements: the caller with their role and the
+    lock, then the delete (and, when it deletes nothing, a third that says why)."""
+    connection = await session.connection()
+    access = await authorize_membership_write(connection, credentials, group_id)
+    leaving = member_id == access.user_id
     if not leaving and not access.allows(GroupRole.ADMIN):
         raise InsufficientGroupRoleError
     # Admins remove plain members only; owners (and superusers) remove anyone.
     may_remove_anyone = leaving or access.allows(GroupRole.OWNER)
-    connection = await session.connection()
     parameters = {
         "group_id": group_id,
         "member_id": member_id,
         "may_remove_anyone": may_remove_anyone,
-        "actor_id": user.id,
+        "actor_id": access.user_id,
         "action": AuditAction.MEMBER_LEFT if leaving else AuditAction.MEMBER_REMOVED,
     }
     removed = (await connection.execute(REMOVE_MEMBER, parameters)).first()
@@ -970,12 +1059,15 @@ async def remove_member(
 
 
 __all__ = [
+    "MEMBERSHIP_WRITE_ACCESS",
     "ROLE_RANK",
     "GroupAccess",
     "Listing",
     "MemberCursor",
+    "WriteAccess",
     "add_member",
     "authorize",
+    "authorize_membership_write",
     "change_role",
     "check_member_cursor",
     "create_group",
