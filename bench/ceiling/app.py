@@ -20,6 +20,7 @@ JSON with no model in between, roster's pool size (15 + 5).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import uuid
@@ -201,7 +202,7 @@ def create_app() -> ASGIApp:
         group_id: int,
         limit: int,
         offset: int,
-    ) -> tuple[list[dict[str, object]], int, dict[str, str]]:
+    ) -> tuple[list[dict[str, object]], int, dict[str, str], Mapping[str, Any] | None]:
         user_id = caller_id(authorization)
         rows = await fetch(
             statement, caller_id=user_id, group_id=group_id, limit=limit, offset=offset
@@ -221,8 +222,9 @@ def create_app() -> ASGIApp:
             links.append(f'<{previous_url}>; rel="prev"')
         if links:
             headers["Link"] = ", ".join(links)
-        items = [as_json(row, fields) for row in rows if row["page_user_id"] is not None]
-        return items, total, headers
+        page = [row for row in rows if row["page_user_id"] is not None]
+        items = [as_json(row, fields) for row in page]
+        return items, total, headers, page[-1] if page else None
 
     @app.get("/user-groups/{group_id}/users")
     async def group_users(
@@ -232,7 +234,7 @@ def create_app() -> ASGIApp:
         offset: Offset = 0,
         authorization: Annotated[str | None, Header()] = None,
     ) -> JSONResponse:
-        items, _, headers = await listing(
+        items, _, headers, _ = await listing(
             request, GROUP_USERS, USER_FIELDS, authorization, group_id, limit, offset
         )
         return JSONResponse(items, headers=headers)
@@ -245,9 +247,22 @@ def create_app() -> ASGIApp:
         offset: Offset = 0,
         authorization: Annotated[str | None, Header()] = None,
     ) -> JSONResponse:
-        items, total, _ = await listing(
+        items, total, _, last = await listing(
             request, MEMBERS, MEMBER_FIELDS, authorization, group_id, limit, offset
         )
-        return JSONResponse({"items": items, "total": total, "limit": limit, "offset": offset})
+        # roster's `next_cursor`, written as roster writes it; no cursor input (offset only).
+        next_cursor = None
+        if last is not None and offset + len(items) < total:
+            position = f"{last['joined_at'].isoformat()}|{last['user_id']}".encode()
+            next_cursor = base64.urlsafe_b64encode(position).rstrip(b"=").decode("ascii")
+        return JSONResponse(
+            {
+                "items": items,
+                "total": total,
+                "limit": limit,
+                "offset": offset,
+                "next_cursor": next_cursor,
+            }
+        )
 
     return StatsEndpoint(app, counters)
