@@ -20,7 +20,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from roster_auth import RosterAuth, User
 from roster_groups.models import GroupRole, Membership, UserGroup
 
-from .conftest import UNUSABLE_PASSWORD_HASH, World, make_people, recorded_statements
+from .conftest import (
+    UNUSABLE_PASSWORD_HASH,
+    Executed,
+    World,
+    make_people,
+    recorded_statements,
+)
 
 GROUP_SIZE = 1000
 PAGE = 50
@@ -64,6 +70,22 @@ def plan_nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from plan_nodes(child)
 
 
+async def page_plan(connection: AsyncConnection, executed: list[Executed]) -> list[dict[str, Any]]:
+    """The nodes of the page statement's plan, run again under EXPLAIN ANALYZE."""
+    (page,) = [e for e in executed if "membership" in e.statement and "LIMIT" in e.statement]
+    # Statistics, as autovacuum keeps them; and tables this small are cheaper to scan whole:
+    # ruling that out shows what serves the order.
+    await connection.execute(text('ANALYZE membership, "user"'))
+    await connection.execute(text("SET LOCAL enable_seqscan = off"))
+    plan_row = (
+        await connection.exec_driver_sql(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + page.statement, tuple(page.parameters)
+        )
+    ).scalar_one()
+    plan = json.loads(plan_row) if isinstance(plan_row, str) else plan_row
+    return list(plan_nodes(plan[0]["Plan"]))
+
+
 @pytest.mark.parametrize(
     ("path", "id_key"),
     [("/groups/{id}/members", "user_id"), ("/user-groups/{id}/users", "id")],
@@ -89,18 +111,7 @@ async def test_a_deep_page_reads_its_own_rows_in_index_order(
     items = body if isinstance(body, list) else body["items"]
     assert [item[id_key] for item in items] == [str(user_id) for user_id in in_order[offset:]]
 
-    (page,) = [e for e in executed if "membership" in e.statement and "LIMIT" in e.statement]
-    # Statistics, as autovacuum keeps them; and tables this small are cheaper to scan whole:
-    # ruling that out shows what serves the order.
-    await db_connection.execute(text('ANALYZE membership, "user"'))
-    await db_connection.execute(text("SET LOCAL enable_seqscan = off"))
-    plan_row = (
-        await db_connection.exec_driver_sql(
-            "EXPLAIN (ANALYZE, FORMAT JSON) " + page.statement, tuple(page.parameters)
-        )
-    ).scalar_one()
-    plan = json.loads(plan_row) if isinstance(plan_row, str) else plan_row
-    nodes = list(plan_nodes(plan[0]["Plan"]))
+    nodes = await page_plan(db_connection, executed)
 
     # One statement reads the caller, checks access, counts and pages: the only sort is of
     # the page's own rows (its final ORDER BY), never of the group.
@@ -257,16 +268,7 @@ async def test_a_page_after_a_cursor_reads_only_its_own_rows(
     assert [item["user_id"] for item in response.json()["items"]] == [
         str(user_id) for user_id in in_order[GROUP_SIZE - PAGE :]
     ]
-    (page,) = [e for e in executed if "membership" in e.statement and "LIMIT" in e.statement]
-    await db_connection.execute(text('ANALYZE membership, "user"'))
-    await db_connection.execute(text("SET LOCAL enable_seqscan = off"))
-    plan_row = (
-        await db_connection.exec_driver_sql(
-            "EXPLAIN (ANALYZE, FORMAT JSON) " + page.statement, tuple(page.parameters)
-        )
-    ).scalar_one()
-    plan = json.loads(plan_row) if isinstance(plan_row, str) else plan_row
-    nodes = list(plan_nodes(plan[0]["Plan"]))
+    nodes = await page_plan(db_connection, executed)
     # Whatever the plan (an ordered range of the index, or a bitmap of it when few members
     # follow the cursor), no node reads more memberships than the page and one more.
     membership_nodes = [

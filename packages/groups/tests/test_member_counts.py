@@ -130,7 +130,8 @@ async def test_bulk_statements_and_truncate_are_counted(
             [{"name": f"Bulk {n}"} for n in range(3)],
         )
     ).scalars()
-    group_ids = list(groups)
+    group_ids = [group_id for group_id in groups if group_id is not None]
+    assert len(group_ids) == 3
     # One statement, nine memberships in three groups.
     await db_connection.execute(
         insert(Membership),

@@ -344,49 +344,39 @@ create_with_table(membership_table, CREATE_KEEP_AN_OWNER_SQL, DROP_KEEP_AN_OWNER
 # - A group deleted in the same transaction (its memberships go by cascade) is skipped: its
 #   counts go with it (ON DELETE CASCADE), and the join on `user_group` no longer sees it.
 # - TRUNCATE fires no row or statement trigger of DELETE: its own trigger empties the counts.
+# The upsert of one statement's changes, `{changes}` being its rows with a delta each.
+_COUNT_CHANGES: Final = """
+        INSERT INTO group_member_count AS kept (group_id, role, member_count)
+        SELECT changed.group_id, changed.role, sum(changed.delta)
+        FROM ({changes}) AS changed
+        JOIN user_group ON user_group.id = changed.group_id
+        GROUP BY changed.group_id, changed.role
+        HAVING sum(changed.delta) <> 0
+        ORDER BY changed.group_id, changed.role
+        ON CONFLICT (group_id, role)
+            DO UPDATE SET member_count = kept.member_count + EXCLUDED.member_count;"""
+_INSERTED: Final = "SELECT group_id, role, 1 AS delta FROM new_rows"
+_DELETED: Final = "SELECT group_id, role, -1 AS delta FROM old_rows"
 CREATE_COUNT_MEMBERS_SQL: Final[tuple[str, ...]] = (
+    # Formatted from the constants above only.
     """
 CREATE OR REPLACE FUNCTION membership_count_members() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        INSERT INTO group_member_count AS kept (group_id, role, member_count)
-        SELECT changed.group_id, changed.role, sum(changed.delta)
-        FROM (SELECT group_id, role, 1 AS delta FROM new_rows) AS changed
-        JOIN user_group ON user_group.id = changed.group_id
-        GROUP BY changed.group_id, changed.role
-        HAVING sum(changed.delta) <> 0
-        ORDER BY changed.group_id, changed.role
-        ON CONFLICT (group_id, role)
-            DO UPDATE SET member_count = kept.member_count + EXCLUDED.member_count;
-    ELSIF TG_OP = 'DELETE' THEN
-        INSERT INTO group_member_count AS kept (group_id, role, member_count)
-        SELECT changed.group_id, changed.role, sum(changed.delta)
-        FROM (SELECT group_id, role, -1 AS delta FROM old_rows) AS changed
-        JOIN user_group ON user_group.id = changed.group_id
-        GROUP BY changed.group_id, changed.role
-        HAVING sum(changed.delta) <> 0
-        ORDER BY changed.group_id, changed.role
-        ON CONFLICT (group_id, role)
-            DO UPDATE SET member_count = kept.member_count + EXCLUDED.member_count;
-    ELSIF TG_OP = 'UPDATE' THEN
-        INSERT INTO group_member_count AS kept (group_id, role, member_count)
-        SELECT changed.group_id, changed.role, sum(changed.delta)
-        FROM (SELECT group_id, role, 1 AS delta FROM new_rows
-              UNION ALL SELECT group_id, role, -1 AS delta FROM old_rows) AS changed
-        JOIN user_group ON user_group.id = changed.group_id
-        GROUP BY changed.group_id, changed.role
-        HAVING sum(changed.delta) <> 0
-        ORDER BY changed.group_id, changed.role
-        ON CONFLICT (group_id, role)
-            DO UPDATE SET member_count = kept.member_count + EXCLUDED.member_count;
+    IF TG_OP = 'INSERT' THEN{inserted}
+    ELSIF TG_OP = 'DELETE' THEN{deleted}
+    ELSIF TG_OP = 'UPDATE' THEN{updated}
     ELSE
         DELETE FROM group_member_count;
     END IF;
     RETURN NULL;
 END;
 $$
-""",
+""".format(  # noqa: S608
+        inserted=_COUNT_CHANGES.format(changes=_INSERTED),
+        deleted=_COUNT_CHANGES.format(changes=_DELETED),
+        updated=_COUNT_CHANGES.format(changes=f"{_INSERTED}\n              UNION ALL {_DELETED}"),
+    ),
     """
 CREATE TRIGGER membership_count_inserted
     AFTER INSERT ON membership REFERENCING NEW TABLE AS new_rows
