@@ -72,7 +72,6 @@ from roster_db.audit import INSERT_EVENT, AuditAction, event_parameters, record_
 from roster_groups.config import InvitationConfig
 from roster_groups.errors import (
     EmailNotVerifiedError,
-    GroupNotFoundError,
     InsufficientGroupRoleError,
     InvitationAlreadyPendingError,
     InvitationAlreadyUsedError,
@@ -93,14 +92,12 @@ from roster_groups.schemas import (
 )
 from roster_groups.service import (
     LISTING_CALLER_ACTIVE,
-    LISTING_CALLER_ROLE,
-    LISTING_CALLER_SUPERUSER,
-    LISTING_GROUP_ID,
     LISTING_TOTAL,
     authorize,
     insert_membership,
     listing_access,
     listing_caller_columns,
+    listing_caller_row,
 )
 
 INVITATIONS: Final = GroupInvitation.__table__  # type: ignore[attr-defined]
@@ -506,6 +503,8 @@ async def decline_invitation(session: AsyncSession, user: User, token: str, now:
 # LATERAL and filtered on the access check so that they run only for a caller who passed it.
 
 LISTING_CALLER_VERIFIED: Final = "caller_is_verified"
+# Who reads a group's invitations, besides superusers: the roles that may invite.
+INVITATION_READER_ROLES: Final = (GroupRole.OWNER, GroupRole.ADMIN)
 _PAGE_CREATED_AT: Final = "page_created_at"
 _PAGE_ID: Final = "page_id"
 
@@ -537,7 +536,7 @@ def _group_invitations_statement(status: InvitationStatus | None) -> SaSelect[An
     may_see = and_(
         allowed.c.group_id.is_not(None),
         or_(
-            allowed.c.role.in_([GroupRole.OWNER.value, GroupRole.ADMIN.value]),
+            allowed.c.role.in_(INVITATION_READER_ROLES),
             CALLER.c.is_superuser,
         ),
     )
@@ -602,16 +601,7 @@ async def list_group_invitations(
             **credentials.parameters(),
         },
     )
-    if not rows or not rows[0]._mapping[LISTING_CALLER_ACTIVE]:
-        raise not_authenticated()
-    first = rows[0]._mapping
-    if first[LISTING_GROUP_ID] is None:
-        raise GroupNotFoundError
-    if not first[LISTING_CALLER_SUPERUSER] and first[LISTING_CALLER_ROLE] not in (
-        GroupRole.OWNER,
-        GroupRole.ADMIN,
-    ):
-        raise InsufficientGroupRoleError
+    first = listing_caller_row(rows, roles=INVITATION_READER_ROLES)
     return InvitationListing(items=_items(rows, INVITATION_FIELDS), total=first[LISTING_TOTAL])
 
 

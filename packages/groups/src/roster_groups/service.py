@@ -24,7 +24,7 @@ ORM's changes with one INSERT after their flush. A group's owners and admins rea
 
 import operator
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final
@@ -35,6 +35,7 @@ from sqlalchemy import (
     Executable,
     FromClause,
     Row,
+    RowMapping,
     String,
     Subquery,
     Uuid,
@@ -418,6 +419,29 @@ def listing_caller_columns(
     ]
 
 
+def listing_caller_row(
+    rows: Sequence[Row[Any]], *, roles: Collection[GroupRole] | None = None
+) -> RowMapping:
+    """The first row of a listing opened by `listing_caller_columns`, once it shows the caller
+    may read the page: active (else 401), a member of the group or a superuser (else 404)
+    and, when `roles` are given, in one of them or a superuser (else 403; the statement's
+    columns must then include the superuser flag)."""
+    if not rows or not rows[0]._mapping[LISTING_CALLER_ACTIVE]:
+        # Neither the cookie's token nor the JWT's subject is a user, or not an active one.
+        raise not_authenticated()
+    first = rows[0]._mapping
+    if first[LISTING_GROUP_ID] is None:
+        # No such group, or the caller is neither a member nor a superuser.
+        raise GroupNotFoundError
+    if (
+        roles is not None
+        and not first[LISTING_CALLER_SUPERUSER]
+        and first[LISTING_CALLER_ROLE] not in roles
+    ):
+        raise InsufficientGroupRoleError
+    return first
+
+
 @dataclass(frozen=True)
 class Listing:
     """A page of a listing as the database returned it: items keyed by the response schema's
@@ -606,13 +630,7 @@ async def _listing(
             **parameters,
         },
     )
-    if not rows or not rows[0]._mapping[LISTING_CALLER_ACTIVE]:
-        # Neither the cookie's token nor the JWT's subject is a user, or not an active one.
-        raise not_authenticated()
-    first = rows[0]._mapping
-    if first[LISTING_GROUP_ID] is None:
-        # No such group, or the caller is neither a member nor a superuser.
-        raise GroupNotFoundError
+    first = listing_caller_row(rows)
     # An empty page is one row with no item (the LEFT JOIN LATERAL's NULLs).
     return Listing(
         items=query.items([] if first[_PAGE_USER_ID] is None else rows),
@@ -734,14 +752,7 @@ async def list_group_events(
     rows = await reader.all(
         statement, {"group_id": group_id, **page.parameters(), **credentials.parameters()}
     )
-    if not rows or not rows[0]._mapping[LISTING_CALLER_ACTIVE]:
-        raise not_authenticated()
-    first = rows[0]._mapping
-    if first[LISTING_GROUP_ID] is None:
-        raise GroupNotFoundError
-    role = _role_or_none(first[LISTING_CALLER_ROLE])
-    if not first[LISTING_CALLER_SUPERUSER] and role not in EVENT_READER_ROLES:
-        raise InsufficientGroupRoleError
+    listing_caller_row(rows, roles=EVENT_READER_ROLES)
     return event_page_of([row._mapping for row in rows], page.limit)
 
 
@@ -1081,6 +1092,7 @@ __all__ = [
     "list_users",
     "listing_access",
     "listing_caller_columns",
+    "listing_caller_row",
     "remove_member",
     "role_at_least",
     "update_group",
