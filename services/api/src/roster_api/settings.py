@@ -31,7 +31,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from roster_auth import AuthConfigError, OAuthProvider
+from roster_auth import AuthConfigError, OAuthProvider, ThrottleConfig
 from roster_db.embedded import asyncpg_url
 
 ENV_PREFIX: Final = "ROSTER_"
@@ -55,6 +55,8 @@ PLACEHOLDER_FRAGMENTS: Final = (
     "development-",
 )
 PLACEHOLDER_VALUES: Final = frozenset({"secret", "password", "dev", "test", "default"})
+# The throttle settings' defaults are roster-auth's own, written once there.
+_THROTTLE_DEFAULTS: Final = ThrottleConfig()
 
 # Development runs without configuring secrets: these fixed values are stable across restarts,
 # `--reload` and workers (so tokens keep working), and production refuses them by their prefix.
@@ -199,19 +201,23 @@ class Settings(BaseSettings):
     refusal_pause_seconds: float = Field(default=0.5, ge=0, lt=1)
 
     # Throttles, counted in Postgres per client address and per account (roster_auth's
-    # ThrottleConfig says how). The client address is the socket's peer, or the forwarded one
-    # when the server trusts the proxy (ROSTER_FORWARDED_ALLOW_IPS).
-    throttle_enabled: bool = True
-    throttle_login_window_seconds: PositiveInt = 15 * 60
-    throttle_login_failures_per_account_and_address: PositiveInt = 5
-    throttle_login_failures_per_address: PositiveInt = 50
-    throttle_login_failures_per_account: PositiveInt = 10
-    throttle_registration_window_seconds: PositiveInt = 3600
-    throttle_registrations_per_address: PositiveInt = 10
-    throttle_registrations_per_email: PositiveInt = 5
-    throttle_mail_window_seconds: PositiveInt = 3600
-    throttle_mail_requests_per_address: PositiveInt = 10
-    throttle_mail_requests_per_email: PositiveInt = 3
+    # ThrottleConfig says how, and holds the defaults). The client address is the socket's
+    # peer, or the forwarded one when the server trusts the proxy (ROSTER_FORWARDED_ALLOW_IPS).
+    throttle_enabled: bool = _THROTTLE_DEFAULTS.enabled
+    throttle_login_window_seconds: PositiveInt = _THROTTLE_DEFAULTS.login_window_seconds
+    throttle_login_failures_per_account_and_address: PositiveInt = (
+        _THROTTLE_DEFAULTS.login_failures_per_account_and_address
+    )
+    throttle_login_failures_per_address: PositiveInt = _THROTTLE_DEFAULTS.login_failures_per_address
+    throttle_login_failures_per_account: PositiveInt = _THROTTLE_DEFAULTS.login_failures_per_account
+    throttle_registration_window_seconds: PositiveInt = (
+        _THROTTLE_DEFAULTS.registration_window_seconds
+    )
+    throttle_registrations_per_address: PositiveInt = _THROTTLE_DEFAULTS.registrations_per_address
+    throttle_registrations_per_email: PositiveInt = _THROTTLE_DEFAULTS.registrations_per_email
+    throttle_mail_window_seconds: PositiveInt = _THROTTLE_DEFAULTS.mail_window_seconds
+    throttle_mail_requests_per_address: PositiveInt = _THROTTLE_DEFAULTS.mail_requests_per_address
+    throttle_mail_requests_per_email: PositiveInt = _THROTTLE_DEFAULTS.mail_requests_per_email
 
     # Identity providers to sign in with (roster_auth.oauth): each one is configured when its
     # variables are set, all of them (OAUTH_PROVIDER_FIELDS). The name is the path segment of
