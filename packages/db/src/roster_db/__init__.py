@@ -34,7 +34,7 @@ from roster_db.pagination import (
     decode_cursor_position,
     encode_cursor_position,
 )
-from roster_db.reading import EngineReader, Reader, SessionReader
+from roster_db.reading import EngineReader, Reader, SessionReader, with_generic_plan
 from roster_db.responses import RowsJSONResponse
 from roster_db.session import (
     create_engine,
@@ -88,4 +88,5 @@ __all__ = [
     "session_scope",
     "sqlstate_of",
     "transactional",
+    "with_generic_plan",
 ]

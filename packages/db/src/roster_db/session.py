@@ -30,6 +30,7 @@ def create_engine(
     lock_timeout_seconds: float | None = None,
     idle_in_transaction_session_timeout_seconds: float | None = None,
     autocommit: bool = False,
+    generic_plans: bool = False,
 ) -> AsyncEngine:
     """An async engine for a `postgresql+asyncpg://` URL.
 
@@ -42,7 +43,13 @@ def create_engine(
     COMMIT: each statement its own transaction), as an `EngineReader` wants them; sessions get
     transactions from `transactional(engine)`. The application's engine is one: reads are
     most of its traffic, and a pooled connection switched to another isolation level on every
-    checkout (`execution_options`) costs SQLAlchemy 26 to 60 µs each time."""
+    checkout (`execution_options`) costs SQLAlchemy 26 to 60 µs each time.
+
+    With `generic_plans`, Postgres plans each prepared statement once per connection, without
+    its parameters' values, and runs that plan every time (`plan_cache_mode =
+    force_generic_plan`); by default it plans each execution afresh for its values until a
+    generic plan seems as cheap. Only for statements written to plan well either way (see
+    `roster_db.reading.with_generic_plan`)."""
     if make_url(url).drivername != "postgresql+asyncpg":
         raise ValueError("roster needs a postgresql+asyncpg:// database URL")
     timeouts = {
@@ -57,6 +64,8 @@ def create_engine(
         for name, seconds in timeouts.items()
         if seconds is not None
     }
+    if generic_plans:
+        server_settings["plan_cache_mode"] = "force_generic_plan"
     connect_args: dict[str, object] = {"timeout": connect_timeout}
     if server_settings:
         connect_args["server_settings"] = server_settings
