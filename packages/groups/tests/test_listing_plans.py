@@ -70,22 +70,51 @@ def plan_nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from plan_nodes(child)
 
 
-async def page_plan(connection: AsyncConnection, executed: list[Executed]) -> list[dict[str, Any]]:
+# The two ways Postgres plans a prepared statement: for its parameters' values, on every
+# execution (its default), or once without them (as the service's reader runs the listings,
+# roster_db.with_generic_plan). A listing's plan must be as good either way.
+PLANS = ("custom", "generic")
+
+
+def sql_literal(value: object) -> str:
+    if value is None:
+        return "NULL"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+async def page_plan(
+    connection: AsyncConnection, executed: list[Executed], plan: str
+) -> list[dict[str, Any]]:
     """The nodes of the page statement's plan, run again under EXPLAIN ANALYZE."""
     (page,) = [e for e in executed if "membership" in e.statement and "LIMIT" in e.statement]
     # Statistics, as autovacuum keeps them; and tables this small are cheaper to scan whole:
     # ruling that out shows what serves the order.
     await connection.execute(text('ANALYZE membership, "user"'))
     await connection.execute(text("SET LOCAL enable_seqscan = off"))
-    plan_row = (
-        await connection.exec_driver_sql(
-            "EXPLAIN (ANALYZE, FORMAT JSON) " + page.statement, tuple(page.parameters)
-        )
-    ).scalar_one()
-    plan = json.loads(plan_row) if isinstance(plan_row, str) else plan_row
-    return list(plan_nodes(plan[0]["Plan"]))
+    if plan == "custom":
+        explained = "EXPLAIN (ANALYZE, FORMAT JSON) " + page.statement
+    else:
+        await connection.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))
+        await connection.exec_driver_sql("PREPARE listing AS " + page.statement)
+        # EXECUTE takes no parameters of its own: each value as a literal of unknown type,
+        # which takes the prepared statement's type for it.
+        arguments = ", ".join(sql_literal(value) for value in page.parameters)
+        explained = f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE listing({arguments})"
+    try:
+        plan_row = (
+            await connection.exec_driver_sql(
+                explained, tuple(page.parameters) if plan == "custom" else ()
+            )
+        ).scalar_one()
+    finally:
+        if plan == "generic":
+            # Prepared statements outlive the test's transaction.
+            await connection.exec_driver_sql("DEALLOCATE listing")
+    nodes = json.loads(plan_row) if isinstance(plan_row, str) else plan_row
+    return list(plan_nodes(nodes[0]["Plan"]))
 
 
+@pytest.mark.parametrize("plan", PLANS)
 @pytest.mark.parametrize(
     ("path", "id_key"),
     [("/groups/{id}/members", "user_id"), ("/user-groups/{id}/users", "id")],
@@ -97,6 +126,7 @@ async def test_a_deep_page_reads_its_own_rows_in_index_order(
     db_connection: AsyncConnection,
     path: str,
     id_key: str,
+    plan: str,
 ) -> None:
     group_id, in_order = await large_group(db_connection)
     reader = (await make_people(auth, db_sessionmaker, "reader", superusers={"reader"}))["reader"]
@@ -111,7 +141,7 @@ async def test_a_deep_page_reads_its_own_rows_in_index_order(
     items = body if isinstance(body, list) else body["items"]
     assert [item[id_key] for item in items] == [str(user_id) for user_id in in_order[offset:]]
 
-    nodes = await page_plan(db_connection, executed)
+    nodes = await page_plan(db_connection, executed, plan)
 
     # One statement reads the caller, checks access, counts and pages: the only sort is of
     # the page's own rows (its final ORDER BY), never of the group.
@@ -232,11 +262,13 @@ async def test_pages_by_cursor_read_every_member_once_in_order(
     assert last.json()["next_cursor"] is None
 
 
+@pytest.mark.parametrize("plan", PLANS)
 async def test_a_page_after_a_cursor_reads_only_its_own_rows(
     client: httpx.AsyncClient,
     auth: RosterAuth,
     db_sessionmaker: async_sessionmaker[AsyncSession],
     db_connection: AsyncConnection,
+    plan: str,
 ) -> None:
     """The deep page by cursor starts at the cursor in the index: it reads the page (and one
     member more, to know whether a next page exists), never the members before it."""
@@ -256,7 +288,7 @@ async def test_a_page_after_a_cursor_reads_only_its_own_rows(
     assert [item["user_id"] for item in response.json()["items"]] == [
         str(user_id) for user_id in in_order[GROUP_SIZE - PAGE :]
     ]
-    nodes = await page_plan(db_connection, executed)
+    nodes = await page_plan(db_connection, executed, plan)
     # Whatever the plan (an ordered range of the index, or a bitmap of it when few members
     # follow the cursor), no node reads more memberships than the page and one more.
     membership_nodes = [
