@@ -25,7 +25,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from roster_api.app import create_app
 from roster_auth import RosterAuth
 from roster_auth.testing import bearer_headers, config_for_tests, create_user
-from roster_db import SessionDep
+from roster_db import ReaderDep, SessionDep, with_generic_plan
 from roster_groups.models import GroupRole, Membership, UserGroup
 
 from .conftest import make_settings, serve
@@ -111,6 +111,26 @@ async def test_the_settings_reach_every_connection_of_the_service(database_url: 
     async with serve(app) as client:
         response = await client.get("/test-only/limits")
     assert response.json() == ["7s", "1500ms", "45s"]
+
+
+async def test_the_reader_plans_the_statements_that_ask_for_it_once_under_the_same_limits(
+    database_url: str,
+) -> None:
+    app = app_with_limits(database_url, database_statement_timeout_seconds=7)
+    settings = text(
+        "SELECT current_setting('plan_cache_mode'), current_setting('statement_timeout')"
+    )
+
+    @app.get("/test-only/plans")
+    async def plans(reader: ReaderDep) -> list[list[str]]:
+        return [
+            [str(value) for value in (await reader.all(statement))[0]]
+            for statement in (settings, with_generic_plan(settings))
+        ]
+
+    async with serve(app) as client:
+        response = await client.get("/test-only/plans")
+    assert response.json() == [["auto", "7s"], ["force_generic_plan", "7s"]]
 
 
 async def test_a_write_waiting_past_the_lock_timeout_is_a_503_with_retry_after(

@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from roster_api.database import display_url
@@ -150,22 +150,36 @@ def create_app(
             yield {SESSIONMAKER_STATE: sessionmaker}
             return
         assert database_url is not None
-        engine = create_engine(
-            database_url,
-            pool_size=settings.database_pool_size,
-            max_overflow=settings.database_max_overflow,
-            pool_timeout=settings.database_pool_timeout_seconds,
-            pool_pre_ping=settings.database_pool_pre_ping,
-            pool_recycle_seconds=settings.database_pool_recycle_seconds,
-            connect_timeout=settings.database_connect_timeout_seconds,
-            statement_timeout_seconds=settings.database_statement_timeout_seconds,
-            lock_timeout_seconds=settings.database_lock_timeout_seconds,
-            idle_in_transaction_session_timeout_seconds=(
-                settings.database_idle_in_transaction_timeout_seconds
-            ),
-            # Its connections come in AUTOCOMMIT mode, for the reader; sessions ask for
-            # transactions (`transactional`).
-            autocommit=True,
+
+        def service_engine(
+            *, pool_size: int, max_overflow: int, generic_plans: bool = False
+        ) -> AsyncEngine:
+            return create_engine(
+                database_url,
+                pool_size=pool_size,
+                max_overflow=max_overflow,
+                pool_timeout=settings.database_pool_timeout_seconds,
+                pool_pre_ping=settings.database_pool_pre_ping,
+                pool_recycle_seconds=settings.database_pool_recycle_seconds,
+                connect_timeout=settings.database_connect_timeout_seconds,
+                statement_timeout_seconds=settings.database_statement_timeout_seconds,
+                lock_timeout_seconds=settings.database_lock_timeout_seconds,
+                idle_in_transaction_session_timeout_seconds=(
+                    settings.database_idle_in_transaction_timeout_seconds
+                ),
+                # Its connections come in AUTOCOMMIT mode, for the reader; sessions ask for
+                # transactions (`transactional`).
+                autocommit=True,
+                generic_plans=generic_plans,
+            )
+
+        engine = service_engine(
+            pool_size=settings.database_pool_size, max_overflow=settings.database_max_overflow
+        )
+        # No overflow: its statements hold a connection for one round trip, and under a burst
+        # they wait for one rather than open more.
+        generic_plan_engine = service_engine(
+            pool_size=settings.database_generic_plan_pool_size, max_overflow=0, generic_plans=True
         )
         logger.info(
             "roster API starting",
@@ -178,11 +192,13 @@ def create_app(
         try:
             yield {
                 SESSIONMAKER_STATE: create_sessionmaker(transactional(engine)),
-                # Single-statement reads (the current user, the listings) on the same pool,
-                # without BEGIN and COMMIT.
-                READER_STATE: EngineReader(engine),
+                # Single-statement reads (the current user, the listings) without BEGIN and
+                # COMMIT: on the same pool, or on the generic plans' one for the statements
+                # that ask for it.
+                READER_STATE: EngineReader(engine, generic_plan_engine),
             }
         finally:
+            await generic_plan_engine.dispose()
             await engine.dispose()
 
     app = FastAPI(

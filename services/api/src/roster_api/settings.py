@@ -149,6 +149,10 @@ class Settings(BaseSettings):
     # per request, which costs more than the request itself under load.
     database_pool_size: PositiveInt = 15
     database_max_overflow: NonNegativeInt = 5
+    # A second pool, without overflow, for the statements planned once per connection (the
+    # group listings, see roster_db.with_generic_plan): each holds its connection for one
+    # round trip, so a few serve a worker.
+    database_generic_plan_pool_size: PositiveInt = 5
     # Off by default: a ping is three extra round trips per request. A connection the server
     # dropped fails its request with a 503 and SQLAlchemy replaces the whole pool, so the
     # service still recovers by itself; recycling retires connections before servers or
