@@ -151,13 +151,11 @@ def create_app(
             return
         assert database_url is not None
 
-        def service_engine(
-            *, pool_size: int, max_overflow: int, generic_plans: bool = False
-        ) -> AsyncEngine:
+        def service_engine(*, pool_size: int, generic_plans: bool = False) -> AsyncEngine:
             return create_engine(
                 database_url,
                 pool_size=pool_size,
-                max_overflow=max_overflow,
+                max_overflow=settings.database_max_overflow,
                 pool_timeout=settings.database_pool_timeout_seconds,
                 pool_pre_ping=settings.database_pool_pre_ping,
                 pool_recycle_seconds=settings.database_pool_recycle_seconds,
@@ -173,13 +171,9 @@ def create_app(
                 generic_plans=generic_plans,
             )
 
-        engine = service_engine(
-            pool_size=settings.database_pool_size, max_overflow=settings.database_max_overflow
-        )
-        # No overflow: its statements hold a connection for one round trip, and under a burst
-        # they wait for one rather than open more.
+        engine = service_engine(pool_size=settings.database_pool_size)
         generic_plan_engine = service_engine(
-            pool_size=settings.database_generic_plan_pool_size, max_overflow=0, generic_plans=True
+            pool_size=settings.database_generic_plan_pool_size, generic_plans=True
         )
         logger.info(
             "roster API starting",
