@@ -1,5 +1,6 @@
 """The service's time limits on its database connections, end to end: the settings reach every
-connection, and a request cut short by one answers 503 with Retry-After, never 500.
+connection (of both pools), and a request cut short by one, or by a connection the server
+ended, answers 503 with Retry-After, never 500.
 
 The app runs on its own engine (as in production) against committed data: a second connection
 holds a group's row lock while an owner's write waits for it."""
@@ -181,3 +182,42 @@ async def test_without_the_lock_held_the_same_write_succeeds(
     async with serve(app) as client:
         response, _ = await owners_write(client, crew)
     assert response.status_code == 200, response.text
+
+
+async def test_connections_the_server_ended_fail_one_request_each_with_a_503_then_are_replaced(
+    database_url: str, committing_sessionmaker: Sessionmaker
+) -> None:
+    """A Postgres restart or failover ends every pooled connection: the request that meets a
+    dead one answers 503 with Retry-After (never 500), and the pool opens new ones."""
+    app = app_with_limits(database_url)
+    crew = await make_crew(committing_sessionmaker, app.state.auth)
+    backend = text("SELECT pg_backend_pid()")
+
+    @app.get("/test-only/backends")
+    async def backends(reader: ReaderDep) -> list[int]:
+        return [(await reader.all(s))[0][0] for s in (backend, with_generic_plan(backend))]
+
+    listing = f"/groups/{crew.group_id}/members"
+    async with serve(app) as client:
+        # One connection in each pool (the requests run one at a time).
+        pids = (await client.get("/test-only/backends")).json()
+        assert (await client.get(listing, headers=crew.owner_headers)).status_code == 200
+        assert (await client.get("/users/me", headers=crew.owner_headers)).status_code == 200
+        async with committing_sessionmaker() as session:
+            ended = await session.execute(
+                text("SELECT pg_terminate_backend(pid) FROM unnest(CAST(:pids AS int[])) AS pid"),
+                {"pids": pids},
+            )
+            assert ended.scalars().all() == [True, True]
+
+        first = [
+            await client.get(path, headers=crew.owner_headers) for path in (listing, "/users/me")
+        ]
+        assert [response.status_code for response in first] == [503, 503]
+        assert {response.json()["detail"] for response in first} == {"DATABASE_UNAVAILABLE"}
+        assert all(response.headers["retry-after"] for response in first)
+        again = [
+            await client.get(path, headers=crew.owner_headers) for path in (listing, "/users/me")
+        ]
+        assert [response.status_code for response in again] == [200, 200]
+        assert set((await client.get("/test-only/backends")).json()).isdisjoint(pids)
