@@ -23,7 +23,7 @@ from sqlalchemy import Executable, Row
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-GENERIC_PLAN: Final = "roster_generic_plan"
+_GENERIC_PLAN_OPTION: Final = "roster_generic_plan"
 
 ExecutableT = TypeVar("ExecutableT", bound=Executable)
 
@@ -34,7 +34,7 @@ def with_generic_plan(statement: ExecutableT) -> ExecutableT:
     loops for every value (tests check the plan both ways). A generic plan is made for an
     average value, so a join whose size depends on a parameter is fenced off (a LATERAL
     with a LIMIT) to keep it a nested loop."""
-    return statement.execution_options(**{GENERIC_PLAN: True})
+    return statement.execution_options(**{_GENERIC_PLAN_OPTION: True})
 
 
 class Reader(Protocol):
@@ -62,7 +62,7 @@ class EngineReader:
     ) -> Sequence[Row[Any]]:
         engine = (
             self.generic_plan_engine
-            if statement.get_execution_options().get(GENERIC_PLAN)
+            if statement.get_execution_options().get(_GENERIC_PLAN_OPTION)
             else self.engine
         )
         async with engine.connect() as connection:
@@ -88,4 +88,4 @@ class SessionReader:
             return rows
 
 
-__all__ = ["GENERIC_PLAN", "EngineReader", "Reader", "SessionReader", "with_generic_plan"]
+__all__ = ["EngineReader", "Reader", "SessionReader", "with_generic_plan"]
